@@ -1,0 +1,49 @@
+"""Shared by the benchmarks: write one section of bench/RESULTS.md without touching the others."""
+
+import platform
+import re
+import subprocess
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+RESULTS = Path(__file__).with_name("RESULTS.md")
+HEADER = "# Benchmark results\n\nEach section is rewritten by the script it names; numbers are measured, never typed in.\n"
+
+
+def machine() -> str:
+    """One line describing where the figures were measured."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    import os
+
+    gpu = ""
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
+                             capture_output=True, text=True, timeout=10)
+        if out.returncode == 0 and out.stdout.strip():
+            gpu = ", GPU: " + "; ".join(out.stdout.strip().splitlines())
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return f"{cpu}, {os.cpu_count()} CPUs{gpu}, Python {platform.python_version()}"
+
+
+def write_section(name: str, body: str) -> None:
+    """Replace (or append) the section `name` of RESULTS.md with `body`, stamped with command and machine."""
+    command = "python " + " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]])
+    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    section = (f"<!-- section:{name} -->\n## {name}\n\n"
+               f"Command: `{command}`  \nMachine: {machine()}  \nMeasured: {stamp}\n\n"
+               f"{body.strip()}\n<!-- end:{name} -->\n")
+    text = RESULTS.read_text() if RESULTS.exists() else HEADER
+    pattern = re.compile(rf"<!-- section:{re.escape(name)} -->.*?<!-- end:{re.escape(name)} -->\n", re.S)
+    text = pattern.sub(lambda _: section, text) if pattern.search(text) else text.rstrip("\n") + "\n\n" + section
+    tmp = RESULTS.with_suffix(".md.tmp")
+    tmp.write_text(text)
+    tmp.replace(RESULTS)
