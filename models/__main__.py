@@ -1,0 +1,54 @@
+"""Look at models and checkpoints from the command line.
+
+    python -m models list                          # registered models, their sizes and heads
+    python -m models show CHECKPOINT               # what a checkpoint holds
+    python -m models import-original IN OUT        # the original project's cnet state dict -> our checkpoint
+"""
+
+import argparse
+import json
+
+from models.registry import MODEL_NAMES, NUM_OUTPUTS, build_model
+from models.transfer import CheckpointError, load_checkpoint, load_original_cnet, load_weights, save_checkpoint
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m models", description=__doc__.split("\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("list", help="registered models, their sizes and heads")
+    show = commands.add_parser("show", help="print what a checkpoint holds")
+    show.add_argument("checkpoint")
+    convert = commands.add_parser("import-original", help="original cnet state dict -> ecg-study checkpoint")
+    convert.add_argument("source", help="a file written by the original's torch.save(model.state_dict(), ...)")
+    convert.add_argument("out")
+    return parser
+
+
+def main(argv=None) -> None:
+    parser = get_args_parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "list":
+            for name in MODEL_NAMES:
+                sizes = ", ".join(f"{task} {sum(p.numel() for p in build_model(name, task).parameters()):,}"
+                                  for task in NUM_OUTPUTS)
+                print(f"{name:7s} weights: {sizes}; head {type(build_model(name, 'mi')).HEAD}")
+        elif args.command == "show":
+            ckpt = load_checkpoint(args.checkpoint)
+            weights = sum(v.numel() for v in ckpt["state_dict"].values())
+            print(f"{ckpt['path']}: model {ckpt['model']}, task {ckpt['task']}, epoch {ckpt['epoch']}, "
+                  f"{weights:,} weights, fingerprint {ckpt['fingerprint'] or '-'}")
+            print("config:", json.dumps(ckpt["config"], sort_keys=True))
+            print("metrics:", json.dumps(ckpt["metrics"], sort_keys=True))
+        else:
+            ckpt = load_original_cnet(args.source)
+            model = load_weights(build_model("cnet", ckpt["task"]), ckpt)
+            save_checkpoint(args.out, model, model_name="cnet", task=ckpt["task"], config=ckpt["config"],
+                            fingerprint="", epoch=-1, metrics={})
+            print(f"wrote {args.out}: cnet for {ckpt['task']} from {args.source}")
+    except CheckpointError as err:
+        parser.exit(2, f"error: {err}\n")
+
+
+if __name__ == "__main__":
+    main()
