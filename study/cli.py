@@ -1,0 +1,179 @@
+"""The command line: ``python -m study {trial,launch,report}``.
+
+    python -m study trial --task arrhythmia --model cnet --epochs 5 --demo     # one debugging run
+    python -m study launch --profile smoke                                     # the whole study
+    python -m study report results/smoke                                       # tables and plots
+"""
+
+import argparse
+import sys
+import time
+import traceback
+from pathlib import Path
+
+from data.constants import OVERSAMPLING, TASKS
+from study.config import DEVICES, PRECISIONS, TRANSFER_MODES, TrialConfig
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, not {text}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be a whole number of at least 0, not {text}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    value = float(text)
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number, not {text}")
+    return value
+
+
+def fraction(text: str) -> float:
+    value = float(text)
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, not {text}")
+    return value
+
+
+def add_data_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--input", type=Path, default=Path("input"),
+                        help="folder with the Kaggle CSVs (default: input/)")
+    parser.add_argument("--cache", type=Path, default=None,
+                        help="cache folder for parsed and oversampled arrays (default: INPUT/.cache)")
+    parser.add_argument("--demo", action="store_true",
+                        help="use generated demo data (written once to INPUT/demo/) instead of the real CSVs")
+    parser.add_argument("--demo-rows", type=positive_int, default=6000,
+                        help="rows of the demo mitbih_train.csv (default: 6000)")
+    parser.add_argument("--data-seed", type=non_negative_int, default=0,
+                        help="seed of the validation split and the oversampler (default: 0)")
+    parser.add_argument("--val-fraction", type=fraction, default=0.1, help="validation share (default: 0.1)")
+    parser.add_argument("--limit", type=positive_int, default=None,
+                        help="keep at most N beats of each CSV, stratified (quick debugging runs)")
+
+
+def add_trial_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--task", choices=TASKS, default="arrhythmia")
+    parser.add_argument("--model", default="cnet", help="cnet, seq, bilstm or bigru (default: cnet)")
+    parser.add_argument("--oversample", choices=OVERSAMPLING, default="none",
+                        help="oversampling of the training split (default: none)")
+    parser.add_argument("--init", default="scratch",
+                        help="'scratch' or a checkpoint: for --task mi an arrhythmia best.pt to transfer from")
+    parser.add_argument("--transfer-mode", choices=TRANSFER_MODES, default="frozen",
+                        help="with a transfer --init: freeze the body (the original) or fine-tune it at a lower rate")
+    parser.add_argument("--epochs", type=positive_int, default=40, help="default: 40, as the original")
+    parser.add_argument("--lr", type=positive_float, default=1e-3, help="Adam learning rate (default: 0.001)")
+    parser.add_argument("--batch-size", type=positive_int, default=256, help="default: 256")
+    parser.add_argument("--seed", type=non_negative_int, default=0, help="seed of weights and batch order")
+    parser.add_argument("--patience", type=non_negative_int, default=0,
+                        help="stop after N epochs without a better validation metric (default: 0, never)")
+    parser.add_argument("--device", choices=DEVICES, default="auto", help="default: CUDA when present, else CPU")
+    parser.add_argument("--precision", choices=PRECISIONS, default="auto",
+                        help="auto: bf16 autocast on CUDA, fp32 on CPU; bf16 forces autocast on CPU too")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="trial folder (default: runs/TASK-MODEL-OVERSAMPLE-INIT-sSEED); an existing one is continued")
+    add_data_arguments(parser)
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m study", description=__doc__.split("\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("-v", "--verbose", action="store_true", help="tracebacks on errors, Ray's own output")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="{trial,launch,report}")
+    add_trial_arguments(commands.add_parser("trial", help="train and evaluate one configuration"))
+    try:
+        from study import launch
+    except ImportError:
+        launch = None
+    if launch is not None:
+        launch.add_launch_arguments(commands.add_parser("launch", help="run the Ray Tune study"))
+    try:
+        from study import report
+    except ImportError:
+        report = None
+    if report is not None:
+        report.add_report_arguments(commands.add_parser("report", help="tables and plots from a study's results"))
+    return parser
+
+
+def input_dir(args: argparse.Namespace, task: str) -> Path:
+    """The folder to read a task's CSVs from: the real one, or demo data generated once on request."""
+    if not args.demo:
+        return args.input
+    from data import ensure_demo
+
+    return ensure_demo(args.input / "demo", rows=args.demo_rows, seed=args.data_seed)
+
+
+def run_trial_command(args: argparse.Namespace) -> int:
+    from data import prepare_task
+    from study.trial import run_trial
+
+    config = TrialConfig(task=args.task, model=args.model, oversample=args.oversample, init=str(args.init),
+                         transfer_mode=args.transfer_mode, epochs=args.epochs, lr=args.lr,
+                         batch_size=args.batch_size, seed=args.seed, data_seed=args.data_seed,
+                         val_fraction=args.val_fraction, limit=args.limit, patience=args.patience,
+                         device=args.device, precision=args.precision)
+    if config.is_transfer:
+        from models import load_checkpoint
+
+        load_checkpoint(config.init)  # a bad checkpoint fails now, not after the data is loaded
+    init_name = "scratch" if not config.is_transfer else f"from-{Path(config.init).parent.name or 'ckpt'}"
+    out = args.out or Path("runs") / f"{config.task}-{config.model}-{config.oversample}-{init_name}-s{config.seed}"
+    data = prepare_task(config.task, input_dir(args, config.task), seed=config.data_seed,
+                        val_fraction=config.val_fraction, oversample=config.oversample, cache_dir=args.cache,
+                        limit=config.limit)
+    print(f"{config.task} / {config.model} / oversample {config.oversample} / init {config.init}: {data.summary()}")
+    print(f"lr {config.lr:g}, batch {config.batch_size}, {config.epochs} epochs, seed {config.seed} -> {out}")
+    started = time.perf_counter()
+    final = run_trial(config, data, out, log=print)
+    print(summarise_trial(final, data.class_names, time.perf_counter() - started))
+    return 0
+
+
+def summarise_trial(final: dict, class_names: tuple[str, ...], seconds: float) -> str:
+    val, test = final["val"], final["test"]
+    metric = "F1 (MI)" if final["config"]["task"] == "mi" else "macro F1"
+    key = "f1" if final["config"]["task"] == "mi" else "macro_f1"
+    lines = [f"best epoch {final['best_epoch']} of {final['epochs_run']}"
+             f"{' (stopped early)' if final['stopped_early'] else ''}, chosen on validation {metric} {val[key]:.4f}",
+             f"test: {metric} {test[key]:.4f}, accuracy {test['accuracy']:.4f}"
+             + (f", AUROC {test['auroc']:.4f}" if test.get("auroc") is not None else ""),
+             "test F1 per class: " + ", ".join(f"{name} {test['per_class'][name]['f1']:.3f}" for name in class_names),
+             f"{seconds:.1f} s; results in {Path(final['checkpoint']).parent}"]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = get_args_parser().parse_args(argv)
+    handlers = {"trial": run_trial_command}
+    try:
+        from study import launch
+
+        handlers["launch"] = launch.run_launch
+    except ImportError:
+        pass
+    try:
+        from study import report
+
+        handlers["report"] = report.run_report
+    except ImportError:
+        pass
+    try:
+        return handlers[args.command](args)
+    except (ValueError, FileNotFoundError, PermissionError) as error:
+        # Our own errors are one clear sentence; the traceback is for -v.
+        if args.verbose:
+            traceback.print_exc()
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,84 @@
+"""One frozen dataclass for a trial's configuration, built once at the edge (CLI or Ray Tune) and passed down."""
+
+import dataclasses
+from dataclasses import dataclass
+
+from data.constants import OVERSAMPLING, TASKS
+
+TRANSFER_MODES = ("frozen", "finetune")
+DEVICES = ("auto", "cpu", "cuda")
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
+@dataclass(frozen=True)
+class TrialConfig:
+    """Everything that decides what a trial computes. Defaults are the original project's where it had them."""
+
+    task: str = "arrhythmia"
+    model: str = "cnet"
+    oversample: str = "none"
+    init: str = "scratch"  # "scratch" or the path of a checkpoint (an arrhythmia one for MI transfer)
+    transfer_mode: str = "frozen"  # with an MI init: body frozen (the original) or trained at finetune_lr_scale * lr
+    epochs: int = 40
+    lr: float = 1e-3
+    batch_size: int = 256
+    seed: int = 0  # weights, batch order; the data split has its own seed (data_seed)
+    data_seed: int = 0
+    val_fraction: float = 0.1
+    limit: int | None = None  # keep at most this many beats of each source file (debugging runs)
+    patience: int = 0  # epochs without a better validation metric before stopping; 0 = never stop early
+    finetune_lr_scale: float = 0.1
+    device: str = "auto"
+    precision: str = "auto"  # auto: bf16 autocast on CUDA, fp32 on CPU
+    eval_batch_size: int = 4096
+
+    def __post_init__(self):
+        from models import list_models  # local: models imports torch, config should stay cheap to import
+
+        def check(ok: bool, message: str) -> None:
+            if not ok:
+                raise ValueError(message)
+
+        def one_of(name: str, value, valid) -> None:
+            check(value in valid, f"{name} must be one of {', '.join(map(str, valid))}; got {value!r}.")
+
+        one_of("task", self.task, TASKS)
+        one_of("model", self.model, list_models())
+        one_of("oversample", self.oversample, OVERSAMPLING)
+        one_of("transfer_mode", self.transfer_mode, TRANSFER_MODES)
+        one_of("device", self.device, DEVICES)
+        one_of("precision", self.precision, PRECISIONS)
+        check(isinstance(self.init, str) and self.init != "", "init must be 'scratch' or a checkpoint path.")
+        for name in ("epochs", "batch_size", "eval_batch_size", "seed", "data_seed", "patience"):
+            check(isinstance(getattr(self, name), int) and not isinstance(getattr(self, name), bool),
+                  f"{name} must be an integer; got {getattr(self, name)!r}.")
+        check(self.epochs >= 1, f"epochs must be at least 1; got {self.epochs}.")
+        check(self.batch_size >= 1, f"batch_size must be at least 1; got {self.batch_size}.")
+        check(self.eval_batch_size >= 1, f"eval_batch_size must be at least 1; got {self.eval_batch_size}.")
+        check(self.patience >= 0, f"patience must be 0 (off) or more; got {self.patience}.")
+        check(self.seed >= 0 and self.data_seed >= 0, "seeds must be non-negative integers.")
+        check(isinstance(self.lr, (int, float)) and 0 < self.lr < float("inf"),
+              f"lr must be a positive number; got {self.lr!r}.")
+        check(0 < self.finetune_lr_scale <= 1, f"finetune_lr_scale must be in (0, 1]; got {self.finetune_lr_scale}.")
+        check(0 < self.val_fraction < 1, f"val_fraction must be between 0 and 1; got {self.val_fraction}.")
+        check(self.limit is None or (isinstance(self.limit, int) and self.limit >= 10),
+              f"limit must be at least 10 beats; got {self.limit!r}.")
+
+    @property
+    def is_transfer(self) -> bool:
+        return self.init != "scratch"
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "TrialConfig":
+        """Build from a plain dict; an unknown key fails loudly rather than being ignored."""
+        known = {field.name for field in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"Unknown trial config keys: {', '.join(unknown)}; valid keys: {', '.join(sorted(known))}.")
+        return cls(**values)
+
+    def replace(self, **changes) -> "TrialConfig":
+        return dataclasses.replace(self, **changes)

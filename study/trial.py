@@ -1,0 +1,285 @@
+"""One trial: train on the training split, choose the best epoch on validation, evaluate it on test once.
+
+The same ``run_trial`` serves the single-trial CLI (``python -m study trial ...``) and Ray Tune.
+A trial folder holds:
+
+    config.json    the resolved config, the data's fingerprint and split sizes, software versions
+    splits.npz     the source row indices of the train / validation / test beats
+    metrics.csv    one row per epoch: training loss, validation metrics, seconds, beats/s
+    best.pt        the best epoch's weights (a models.transfer checkpoint: weights + config + fingerprint)
+    last.pt        everything needed to continue after the last finished epoch
+    final.json     the best epoch, its validation metrics and the test metrics
+
+Given a folder with ``last.pt``, a trial continues from the next epoch and ends with the same numbers
+as one never stopped (batch order and dropout come from RNG states saved in ``last.pt``).
+"""
+
+import contextlib
+import csv
+import io
+import json
+import platform
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from data import TaskData, save_split_indices
+from models import (body_parameters, build_model, build_transfer_model, head_parameters, load_checkpoint,
+                    load_weights, save_checkpoint)
+from study import io as atomic
+from study.config import TrialConfig
+from study.metrics import classification_metrics, flat_metrics, selection_value
+
+CONFIG_FILE, EPOCHS_FILE, FINAL_FILE = "config.json", "metrics.csv", "final.json"
+BEST_FILE, LAST_FILE, SPLITS_FILE = "best.pt", "last.pt", "splits.npz"
+STATE_FORMAT, STATE_VERSION = "ecg-study-trial-state", 1
+# Config fields that may differ when a trial is continued: they change how fast it runs, not what it computes.
+RESUMABLE_CHANGES = {"epochs", "patience", "device", "eval_batch_size"}
+
+Report = Callable[[dict, Path], None]
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' was asked for, but PyTorch sees no CUDA device; use --device cpu or auto.")
+    return torch.device(name)
+
+
+def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype, or None for plain fp32. bf16 needs no loss scaling, unlike fp16."""
+    if precision == "bf16":
+        return torch.bfloat16
+    if precision == "auto" and device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return torch.bfloat16
+    return None
+
+
+def autocast(device: torch.device, dtype: torch.dtype | None):
+    return torch.autocast(device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
+
+
+def compute_loss(logits: torch.Tensor, y: torch.Tensor, task: str) -> torch.Tensor:
+    """Cross-entropy over the classes, or BCE-with-logits on the single MI logit; always in fp32."""
+    logits = logits.float()
+    if task == "mi":
+        return nn.functional.binary_cross_entropy_with_logits(logits.squeeze(1), y.float())
+    return nn.functional.cross_entropy(logits, y)
+
+
+def build_trial_model(config: TrialConfig) -> nn.Module:
+    """A fresh model, an MI model transferred from an arrhythmia checkpoint, or a warm start of the same task."""
+    if not config.is_transfer:
+        return build_model(config.model, config.task)
+    if config.task == "mi":
+        return build_transfer_model(config.model, config.init, config.transfer_mode)
+    model = build_model(config.model, config.task)
+    load_weights(model, load_checkpoint(config.init))
+    return model
+
+
+def make_optimizer(model: nn.Module, config: TrialConfig) -> torch.optim.Optimizer:
+    if config.is_transfer and config.task == "mi" and config.transfer_mode == "finetune":
+        groups = [{"params": list(body_parameters(model)), "lr": config.lr * config.finetune_lr_scale},
+                  {"params": list(head_parameters(model)), "lr": config.lr}]
+        return torch.optim.Adam(groups, lr=config.lr)
+    return torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=config.lr)
+
+
+def train_one_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
+                    batch_size: int, task: str, generator: torch.Generator, dtype: torch.dtype | None) -> float:
+    """One pass over the training tensors (already on the device) in a seeded random order; returns the mean loss."""
+    model.train()
+    order = torch.randperm(x.shape[0], generator=generator).to(x.device)
+    total = torch.zeros((), device=x.device)
+    for start in range(0, x.shape[0], batch_size):
+        batch = order[start:start + batch_size]
+        with autocast(x.device, dtype):
+            logits = model(x[batch])
+        loss = compute_loss(logits, y[batch], task)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        total += loss.detach() * batch.numel()
+    return float(total) / x.shape[0]  # one device sync an epoch, not one a batch
+
+
+@torch.no_grad()
+def predict(model: nn.Module, x: torch.Tensor, batch_size: int, dtype: torch.dtype | None) -> torch.Tensor:
+    """Logits for every beat of ``x``, in fp32 on the CPU."""
+    model.eval()
+    out = []
+    for start in range(0, x.shape[0], batch_size):
+        with autocast(x.device, dtype):
+            out.append(model(x[start:start + batch_size]).float())
+    return torch.cat(out).cpu()
+
+
+def evaluate(model: nn.Module, x: torch.Tensor, y: np.ndarray, task: str, class_names: tuple[str, ...],
+             batch_size: int, dtype: torch.dtype | None) -> dict:
+    """The metrics dict of study.metrics for one split."""
+    logits = predict(model, x, batch_size, dtype)
+    if task == "mi":
+        scores = torch.sigmoid(logits.squeeze(1)).numpy()
+        return classification_metrics(y, (scores > 0.5).astype(np.int64), class_names, scores=scores)
+    return classification_metrics(y, logits.argmax(1).numpy(), class_names)
+
+
+def check_data(config: TrialConfig, data: TaskData) -> None:
+    """The data must be what the config describes, or the trial's record would lie about it."""
+    expected = {"task": config.task, "oversample": config.oversample, "seed": config.data_seed,
+                "val_fraction": config.val_fraction}
+    for name, value in expected.items():
+        actual = getattr(data, name)
+        if actual != value:
+            raise ValueError(f"The data was prepared with {name}={actual!r} but the trial config says {value!r}.")
+    if config.batch_size > len(data.train.y):
+        raise ValueError(f"batch_size {config.batch_size} is larger than the training split "
+                         f"({len(data.train.y)} beats).")
+
+
+def _load_state(path: Path, config: TrialConfig, data: TaskData) -> dict:
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(state, dict) or state.get("format") != STATE_FORMAT or state.get("version") != STATE_VERSION:
+        raise ValueError(f"{path} is not a resumable trial state of this version; move it away to start afresh.")
+    saved = TrialConfig.from_dict(state["config"]).to_dict()
+    differences = [f"{key} {saved[key]!r} -> {value!r}" for key, value in config.to_dict().items()
+                   if key not in RESUMABLE_CHANGES and saved[key] != value]
+    if differences:
+        raise ValueError(f"{path.parent} holds a trial with another config ({'; '.join(differences)}); "
+                         "use another output folder to start a new trial.")
+    if state["fingerprint"] != data.fingerprint:
+        raise ValueError(f"{path.parent} holds a trial trained on other data (fingerprint {state['fingerprint'][:12]} "
+                         f"vs {data.fingerprint[:12]}); use another output folder.")
+    return state
+
+
+def _write_epochs_csv(path: Path, history: list[dict]) -> None:
+    columns = list(dict.fromkeys(key for row in history for key in row))
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(history)
+    atomic.write_text(path, buffer.getvalue())
+
+
+def run_trial(config: TrialConfig, data: TaskData, out_dir: Path | str, *, report: Report | None = None,
+              log: Callable[[str], None] | None = None, evaluate_test: bool = True) -> dict:
+    """Train, select the best epoch on validation, and (once) evaluate it on test. Returns final.json's content.
+
+    ``report(metrics, out_dir)`` is called after every epoch, once ``last.pt`` holds that epoch, with a flat
+    dict of scalars (``val_metric`` is the selection metric); Ray Tune turns it into ``tune.report``.
+    ``evaluate_test=False`` leaves the test split untouched (hyperparameter search trials).
+    """
+    out_dir = Path(out_dir)
+    log = log or (lambda line: None)
+    check_data(config, data)
+    final_path = out_dir / FINAL_FILE
+    if final_path.exists() and (out_dir / LAST_FILE).exists():
+        final = _read_json(final_path)
+        if final.get("config") == config.to_dict() and (final.get("test") is not None or not evaluate_test):
+            log(f"{out_dir} already holds this finished trial; not training again.")
+            return final
+
+    device = resolve_device(config.device)
+    dtype = autocast_dtype(config.precision, device)
+    torch.manual_seed(config.seed)
+    model = build_trial_model(config).to(device)
+    optimizer = make_optimizer(model, config)
+    generator = torch.Generator().manual_seed(config.seed)
+
+    history: list[dict] = []
+    best = {"epoch": 0, "value": -1.0, "val": None}
+    best_weights = None
+    stale_epochs, start_epoch = 0, 1
+    last_path = out_dir / LAST_FILE
+    if last_path.exists():
+        state = _load_state(last_path, config, data)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        torch.set_rng_state(state["torch_rng"])
+        generator.set_state(state["batch_rng"])
+        if device.type == "cuda" and state.get("cuda_rng") is not None:
+            torch.cuda.set_rng_state(state["cuda_rng"], device)
+        history, best, stale_epochs = state["history"], state["best"], state["stale_epochs"]
+        best_weights = state["best_weights"]
+        start_epoch = state["epoch"] + 1
+        log(f"Continuing {out_dir} from epoch {start_epoch}.")
+    else:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        atomic.write_json(out_dir / CONFIG_FILE, _describe(config, data, device, dtype))
+        save_split_indices(data, out_dir / SPLITS_FILE)
+
+    x_train = torch.tensor(data.train.x, dtype=torch.float32, device=device)  # copies: input may be read-only
+    y_train = torch.tensor(data.train.y, dtype=torch.int64, device=device)
+    x_val = torch.tensor(data.val.x, dtype=torch.float32, device=device)
+    for epoch in range(start_epoch, config.epochs + 1):
+        if config.patience and stale_epochs >= config.patience:
+            break  # early stopping: also holds when continuing a trial that had already stopped
+        started = time.perf_counter()
+        loss = train_one_epoch(model, optimizer, x_train, y_train, config.batch_size, config.task, generator, dtype)
+        train_seconds = time.perf_counter() - started
+        val = evaluate(model, x_val, data.val.y, config.task, data.class_names, config.eval_batch_size, dtype)
+        value = selection_value(val, config.task)
+        if value > best["value"]:
+            best = {"epoch": epoch, "value": value, "val": val}
+            best_weights = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+            save_checkpoint(out_dir / BEST_FILE, model, model_name=config.model, task=config.task,
+                            config=config.to_dict(), fingerprint=data.fingerprint, epoch=epoch, metrics=val)
+            stale_epochs = 0
+        else:
+            stale_epochs += 1
+        seconds = time.perf_counter() - started
+        row = {"epoch": epoch, "train_loss": loss, "val_metric": value, **flat_metrics(val, "val"),
+               "best_epoch": best["epoch"], "best_val_metric": best["value"], "train_seconds": train_seconds,
+               "seconds": seconds, "beats_per_s": len(y_train) / train_seconds}
+        history.append(row)
+        atomic.save_torch(last_path, {
+            "format": STATE_FORMAT, "version": STATE_VERSION, "config": config.to_dict(),
+            "fingerprint": data.fingerprint, "epoch": epoch, "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(), "torch_rng": torch.get_rng_state(),
+            "batch_rng": generator.get_state(),
+            "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
+            "history": history, "best": best, "best_weights": best_weights, "stale_epochs": stale_epochs})
+        _write_epochs_csv(out_dir / EPOCHS_FILE, history)
+        log(f"epoch {epoch:3d}/{config.epochs}  loss {loss:.4f}  val {_metric_name(config.task)} {value:.4f}"
+            f"  (best {best['value']:.4f} @ {best['epoch']})  {seconds:.1f}s  {row['beats_per_s']:,.0f} beats/s")
+        if report is not None:
+            report(row, out_dir)
+    stopped_early = len(history) < config.epochs
+
+    model.load_state_dict(best_weights)
+    test = None
+    if evaluate_test:
+        x_test = torch.tensor(data.test.x, dtype=torch.float32, device=device)
+        test = evaluate(model, x_test, data.test.y, config.task, data.class_names, config.eval_batch_size, dtype)
+    final = {"config": config.to_dict(), "fingerprint": data.fingerprint, "epochs_run": len(history),
+             "best_epoch": best["epoch"], "stopped_early": stopped_early, "selection_metric": _metric_name(config.task),
+             "val": best["val"], "test": test, "train_seconds": sum(row["train_seconds"] for row in history),
+             "checkpoint": str(out_dir / BEST_FILE)}
+    atomic.write_json(final_path, final)
+    return final
+
+
+def _metric_name(task: str) -> str:
+    return "val_f1" if task == "mi" else "val_macro_f1"
+
+
+def _read_json(path: Path) -> dict:
+    return json.loads(path.read_text())
+
+
+def _describe(config: TrialConfig, data: TaskData, device: torch.device, dtype: torch.dtype | None) -> dict:
+    return {
+        "config": config.to_dict(),
+        "data": {"task": data.task, "source": data.source, "fingerprint": data.fingerprint,
+                 "class_names": list(data.class_names), "oversample": data.oversample,
+                 "sizes": {name: int(len(getattr(data, name).y)) for name in ("train", "val", "test")}},
+        "runtime": {"device": str(device), "autocast": str(dtype) if dtype else "fp32",
+                    "torch": torch.__version__, "python": platform.python_version()},
+    }
