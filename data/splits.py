@@ -1,0 +1,231 @@
+"""Train, validation and test splits of a task, seeded, stratified and disjoint, optionally oversampled.
+
+    data = prepare_task("arrhythmia", "input", seed=0, oversample="smote")
+    print(data.summary())
+
+arrhythmia: train and validation come from mitbih_train.csv (validation: `val_fraction`, stratified,
+    seeded); test is mitbih_test.csv.
+mi: the pool is the rows of ptbdb_abnormal.csv followed by those of ptbdb_normal.csv; the test set is
+    made exactly as the original project made it, `train_test_split(test_size=0.2, random_state=1,
+    stratify=y)` over that pool, whatever the seed, so test sets are comparable with the published
+    numbers; validation (`val_fraction` of the rest, stratified, seeded) is carved from the rest.
+
+Split.index holds each beat's row in its source pool (0-based; for mi, rows of ptbdb_abnormal.csv come
+first), -1 for a synthetic oversampled beat; TaskData.pools says which pool each split indexes.
+Only the training split is ever oversampled. Arrays are read-only: consumers never modify in place.
+"""
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from sklearn.model_selection import train_test_split
+
+from data import cache
+from data.beats import BeatFile, DataError, load_beat_file
+from data.constants import (BEAT_LEN, KAGGLE_FILES, MITBIH_TEST, MITBIH_TRAIN, OVERSAMPLING, PTB_ABNORMAL,
+                            PTB_NORMAL, TASK_CLASSES, TASK_FILES, TASKS)
+from data.demo import MANIFEST as DEMO_MANIFEST
+from data.oversample import oversample_arrays
+
+SPLIT_VERSION = 1  # bump when the way splits are drawn changes: it is part of every fingerprint
+MI_TEST_SIZE, MI_TEST_RANDOM_STATE = 0.2, 1  # the original project's split, kept for comparability
+
+
+@dataclass(frozen=True, eq=False)
+class Split:
+    """Beats of one split: x float32 (n, BEAT_LEN), y int64 (n,), index int64 (n,) into the source pool."""
+    x: np.ndarray
+    y: np.ndarray
+    index: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def counts(self, num_classes: int) -> np.ndarray:
+        return np.bincount(self.y, minlength=num_classes)
+
+
+@dataclass(frozen=True, eq=False)
+class TaskData:
+    task: str
+    train: Split
+    val: Split
+    test: Split
+    class_names: tuple[str, ...]
+    oversample: str
+    seed: int
+    val_fraction: float
+    fingerprint: str  # over the source files' content hashes, the split parameters and the oversampling
+    source: str  # "kaggle", "demo", or where else the files came from
+    pools: dict = field(default_factory=dict)  # split name -> what its `index` counts rows of
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def summary(self) -> str:
+        """One line: beats per split and class."""
+        def describe(split: Split) -> str:
+            counts = split.counts(self.num_classes)
+            return f"{len(split):,} (" + " ".join(f"{c} {n:,}" for c, n in zip(self.class_names, counts)) + ")"
+        return (f"{self.task} [{self.source}, oversample={self.oversample}, seed={self.seed}]: "
+                f"train {describe(self.train)}, val {describe(self.val)}, test {describe(self.test)}")
+
+
+def has_task_files(task: str, input_dir="input") -> bool:
+    """Whether `input_dir` holds every file the task needs."""
+    _check_task(task)
+    return all((Path(input_dir) / name).is_file() for name in TASK_FILES[task])
+
+
+def prepare_task(task: str, input_dir="input", *, seed: int = 0, val_fraction: float = 0.1,
+                 oversample: str = "none", cache_dir=None, limit: int | None = None) -> TaskData:
+    """Load the task's files and split them; see the module doc.
+
+    limit: keep at most `limit` beats of each source pool (stratified, seeded) before splitting, for
+    quick debugging runs. cache_dir: where parsed files and oversampled sets are cached (default
+    `<input_dir>/.cache`).
+    """
+    _check_task(task)
+    if oversample not in OVERSAMPLING:
+        raise ValueError(f"unknown oversampling {oversample!r}; choose one of {', '.join(OVERSAMPLING)}")
+    if not 0 < val_fraction < 1:
+        raise ValueError(f"val_fraction must lie strictly between 0 and 1, got {val_fraction}")
+    if limit is not None and (int(limit) != limit or limit < 1):
+        raise ValueError(f"limit must be a positive integer or None, got {limit!r}")
+    limit = None if limit is None else int(limit)
+    input_dir = Path(input_dir)
+    cache_dir = cache.default_cache_dir(input_dir) if cache_dir is None else Path(cache_dir)
+    files = {name: load_beat_file(input_dir / name, cache_dir) for name in TASK_FILES[task]}
+
+    if task == "arrhythmia":
+        pool, test_pool = files[MITBIH_TRAIN], files[MITBIH_TEST]
+        x, y = pool.x, pool.y
+        rows = _subsample(y, limit, seed)
+        train_idx, val_idx = _stratified_split(rows, y, val_fraction, seed, "validation")
+        test_rows = _subsample(test_pool.y, limit, seed)
+        test = _split(test_pool.x, test_pool.y, test_rows)
+        pools = {"train": MITBIH_TRAIN, "val": MITBIH_TRAIN, "test": MITBIH_TEST}
+    else:
+        abnormal, normal = files[PTB_ABNORMAL], files[PTB_NORMAL]
+        x, y = np.concatenate([abnormal.x, normal.x]), np.concatenate([abnormal.y, normal.y])
+        rows = _subsample(y, limit, seed)
+        rest, test_idx = _stratified_split(rows, y, MI_TEST_SIZE, MI_TEST_RANDOM_STATE, "test")
+        train_idx, val_idx = _stratified_split(rest, y, val_fraction, seed, "validation")
+        test = _split(x, y, test_idx)
+        n = len(abnormal.y)
+        mi_pool = f"{PTB_ABNORMAL} row r is index r (r < {n}), then {PTB_NORMAL} row r is index {n} + r"
+        pools = {"train": mi_pool, "val": mi_pool, "test": mi_pool}
+
+    split_key = {"version": SPLIT_VERSION, "task": task, "files": {n: f.sha256 for n, f in files.items()},
+                 "seed": int(seed), "val_fraction": float(val_fraction), "limit": limit}
+    split_fingerprint = _digest(split_key)
+    plain_fingerprint = _digest({"split": split_fingerprint, "oversample": "none"})
+    train = _split(x, y, train_idx)
+    if oversample != "none":  # cached under the fingerprint of the data it starts from
+        x_res, y_res, origin = oversample_arrays(train.x, train.y, oversample, seed=seed,
+                                                 key=plain_fingerprint, cache_dir=cache_dir)
+        index = np.where(origin >= 0, train.index[np.maximum(origin, 0)], -1)
+        train = _frozen(Split(x_res, y_res, index))
+    fingerprint = (plain_fingerprint if oversample == "none" else
+                   _digest({"split": split_fingerprint, "oversample": oversample, **_library_version(oversample)}))
+    return TaskData(task=task, train=train, val=_split(x, y, val_idx), test=test,
+                    class_names=TASK_CLASSES[task], oversample=oversample, seed=int(seed),
+                    val_fraction=float(val_fraction), fingerprint=fingerprint,
+                    source=describe_source(input_dir, files), pools=pools)
+
+
+def save_split_indices(data: TaskData, path) -> Path:
+    """Write the source rows of every split (JSON, or .npz by suffix) so a result traces to its exact split."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    info = {"format": "ecg-split-indices", "version": 1, "task": data.task, "fingerprint": data.fingerprint,
+            "source": data.source, "seed": data.seed, "val_fraction": data.val_fraction,
+            "oversample": data.oversample, "pools": data.pools,
+            "note": "0-based rows of each split's pool; -1 marks a synthetic oversampled beat"}
+    splits = {"train": data.train.index, "val": data.val.index, "test": data.test.index}
+    tmp = path.with_name(path.name + ".tmp")
+    if path.suffix == ".npz":
+        with open(tmp, "wb") as f:
+            np.savez(f, info=np.array(json.dumps(info)), **splits)
+    else:
+        tmp.write_text(json.dumps({**info, **{k: v.tolist() for k, v in splits.items()}}) + "\n")
+    tmp.replace(path)
+    return path
+
+
+def describe_source(input_dir: Path, files: dict[str, BeatFile]) -> str:
+    """"kaggle" when every file is the Kaggle original (a CRLF copy included), "demo" when written by
+    data.demo, else a description."""
+    if all(KAGGLE_FILES.get(name, (0, ""))[1] == f.sha256 for name, f in files.items()):
+        return "kaggle"
+    try:
+        demo = json.loads((input_dir / DEMO_MANIFEST).read_text())
+        if all(demo["sha256"].get(name) == f.sha256 for name, f in files.items()):
+            return "demo"
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        pass
+    return f"local files in {input_dir} (not the Kaggle originals)"
+
+
+def _check_task(task: str) -> None:
+    if task not in TASKS:
+        raise ValueError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
+
+
+def _digest(obj) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()
+
+
+def _library_version(oversample: str) -> dict:
+    if oversample == "none":
+        return {}
+    import imblearn
+    return {"imblearn": imblearn.__version__}
+
+
+def _frozen(split: Split) -> Split:
+    for array in (split.x, split.y, split.index):
+        array.flags.writeable = False
+    return split
+
+
+def _split(x: np.ndarray, y: np.ndarray, rows: np.ndarray) -> Split:
+    rows = np.asarray(rows, dtype=np.int64)
+    return _frozen(Split(np.ascontiguousarray(x[rows], dtype=np.float32).reshape(-1, BEAT_LEN),
+                         y[rows].astype(np.int64), rows.copy()))
+
+
+def _stratified_split(rows: np.ndarray, y: np.ndarray, fraction: float, random_state: int,
+                      what: str) -> tuple[np.ndarray, np.ndarray]:
+    """(rest, held-out) of `rows`, stratified by label, as sklearn's train_test_split draws it."""
+    try:
+        rest, held = train_test_split(rows, test_size=fraction, random_state=random_state, stratify=y[rows])
+    except ValueError as exc:
+        raise DataError(f"cannot draw a stratified {what} set of {fraction:g} from {len(rows)} beats "
+                        f"({exc}); use more data or a larger `limit`") from None
+    return np.asarray(rest, dtype=np.int64), np.asarray(held, dtype=np.int64)
+
+
+def _subsample(y: np.ndarray, limit: int | None, seed: int) -> np.ndarray:
+    """Sorted rows of a stratified random subset of at most `limit` beats (all rows without a limit).
+
+    Classes keep their shares (largest remainders), but every class keeps at least 3 beats where it has
+    them, so that the later stratified splits still find each class (so a tiny limit may be exceeded).
+    """
+    n = len(y)
+    if limit is None or limit >= n:
+        return np.arange(n, dtype=np.int64)
+    rng = np.random.default_rng(seed)
+    classes, counts = np.unique(y, return_counts=True)
+    quota = counts * limit / n
+    take = np.floor(quota).astype(int)
+    take[np.argsort(take - quota)[: limit - take.sum()]] += 1  # largest remainders first
+    take = np.maximum(take, np.minimum(counts, 3))
+    largest = np.argmax(take)  # pays for the minimums, down to 3 beats itself
+    take[largest] = max(take[largest] - max(take.sum() - limit, 0), min(counts[largest], 3))
+    rows = [rng.choice(np.flatnonzero(y == c), size=k, replace=False) for c, k in zip(classes, take)]
+    return np.sort(np.concatenate(rows)).astype(np.int64)
