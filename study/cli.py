@@ -12,6 +12,7 @@ import traceback
 from pathlib import Path
 
 from data.constants import OVERSAMPLING, TASKS
+from study import launch, report
 from study.config import DEVICES, PRECISIONS, TRANSFER_MODES, TrialConfig
 
 
@@ -33,6 +34,13 @@ def positive_float(text: str) -> float:
     value = float(text)
     if not 0 < value < float("inf"):
         raise argparse.ArgumentTypeError(f"must be a positive number, not {text}")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    value = float(text)
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a number of at least 0, not {text}")
     return value
 
 
@@ -76,7 +84,7 @@ def add_trial_arguments(parser: argparse.ArgumentParser) -> None:
                         help="stop after N epochs without a better validation metric (default: 0, never)")
     parser.add_argument("--device", choices=DEVICES, default="auto", help="default: CUDA when present, else CPU")
     parser.add_argument("--precision", choices=PRECISIONS, default="auto",
-                        help="auto: bf16 autocast on CUDA, fp32 on CPU; bf16 forces autocast on CPU too")
+                        help="auto (default): bf16 autocast where the GPU or CPU computes bf16 natively, else fp32")
     parser.add_argument("--out", type=Path, default=None,
                         help="trial folder (default: runs/TASK-MODEL-OVERSAMPLE-INIT-sSEED); an existing one is continued")
     add_data_arguments(parser)
@@ -88,18 +96,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="tracebacks on errors, Ray's own output")
     commands = parser.add_subparsers(dest="command", required=True, metavar="{trial,launch,report}")
     add_trial_arguments(commands.add_parser("trial", help="train and evaluate one configuration"))
-    try:
-        from study import launch
-    except ImportError:
-        launch = None
-    if launch is not None:
-        launch.add_launch_arguments(commands.add_parser("launch", help="run the Ray Tune study"))
-    try:
-        from study import report
-    except ImportError:
-        report = None
-    if report is not None:
-        report.add_report_arguments(commands.add_parser("report", help="tables and plots from a study's results"))
+    launch.add_launch_arguments(commands.add_parser("launch", help="run the Ray Tune study"))
+    report.add_report_arguments(commands.add_parser("report", help="tables and plots from a study's results"))
     return parser
 
 
@@ -122,9 +120,9 @@ def run_trial_command(args: argparse.Namespace) -> int:
                          val_fraction=args.val_fraction, limit=args.limit, patience=args.patience,
                          device=args.device, precision=args.precision)
     if config.is_transfer:
-        from models import load_checkpoint
+        from study.trial import build_trial_model
 
-        load_checkpoint(config.init)  # a bad checkpoint fails now, not after the data is loaded
+        build_trial_model(config)  # a bad or unfitting checkpoint fails now, not after the data is loaded
     init_name = "scratch" if not config.is_transfer else f"from-{Path(config.init).parent.name or 'ckpt'}"
     out = args.out or Path("runs") / f"{config.task}-{config.model}-{config.oversample}-{init_name}-s{config.seed}"
     data = prepare_task(config.task, input_dir(args, config.task), seed=config.data_seed,
@@ -153,22 +151,10 @@ def summarise_trial(final: dict, class_names: tuple[str, ...], seconds: float) -
 
 def main(argv: list[str] | None = None) -> int:
     args = get_args_parser().parse_args(argv)
-    handlers = {"trial": run_trial_command}
-    try:
-        from study import launch
-
-        handlers["launch"] = launch.run_launch
-    except ImportError:
-        pass
-    try:
-        from study import report
-
-        handlers["report"] = report.run_report
-    except ImportError:
-        pass
+    handlers = {"trial": run_trial_command, "launch": launch.run_launch, "report": report.run_report}
     try:
         return handlers[args.command](args)
-    except (ValueError, FileNotFoundError, PermissionError) as error:
+    except (ValueError, FileNotFoundError, PermissionError, launch.StudyError) as error:
         # Our own errors are one clear sentence; the traceback is for -v.
         if args.verbose:
             traceback.print_exc()

@@ -1,0 +1,86 @@
+"""The study's grid of cells and its budgets (profiles). No Ray here: the report and tests read it too."""
+
+from dataclasses import dataclass
+
+from data.constants import TASKS
+
+MODELS = ("cnet", "seq", "bilstm", "bigru")
+CELL_OVERSAMPLING = ("none", "smote")  # "smote" means --smote-method: smote or smote-tomek
+INITS = ("scratch", "transfer")
+SMOTE_METHODS = ("smote", "smote-tomek")
+BATCH_SIZES = (64, 128, 256, 512, 1024)
+LR_RANGE = (1e-4, 1e-2)
+
+
+@dataclass(frozen=True, order=True)
+class Cell:
+    """One comparison of the study: Optuna searches lr and batch size inside it."""
+
+    task: str
+    model: str
+    oversample: str  # "none" or "smote"
+    init: str = "scratch"  # "transfer": MI from the best arrhythmia checkpoint of the same model and oversampling
+
+    @property
+    def cell_id(self) -> str:
+        return f"{self.task}-{self.model}-{self.oversample}-{self.init}"
+
+    @property
+    def source(self) -> "Cell | None":
+        """The arrhythmia cell a transfer cell starts from."""
+        return Cell("arrhythmia", self.model, self.oversample) if self.init == "transfer" else None
+
+    @property
+    def selection_metric(self) -> str:
+        return "val_f1" if self.task == "mi" else "val_macro_f1"
+
+    @classmethod
+    def from_id(cls, cell_id: str) -> "Cell":
+        task, model, oversample, init = cell_id.split("-")
+        return cls(task, model, oversample, init)
+
+
+def make_grid(tasks=TASKS, models=MODELS, oversample=CELL_OVERSAMPLING, inits=INITS) -> list[Cell]:
+    """Arrhythmia cells first (transfer cells need their checkpoints), in the order the flags list them.
+
+    Arrhythmia has no transfer cells; MI transfer cells pull in their arrhythmia source cell
+    even when the arrhythmia task was not asked for, so a transfer cell never lacks its source.
+    """
+    for name, values, valid in (("task", tasks, TASKS), ("model", models, MODELS),
+                                ("oversampling", oversample, CELL_OVERSAMPLING), ("init", inits, INITS)):
+        unknown = [value for value in values if value not in valid]
+        if unknown:
+            raise ValueError(f"unknown {name} {unknown[0]!r}; valid: {', '.join(valid)}.")
+        if not values:
+            raise ValueError(f"no {name} selected; valid: {', '.join(valid)}.")
+    cells = []
+    if "arrhythmia" in tasks:
+        cells += [Cell("arrhythmia", m, o) for m in models for o in oversample]
+    if "mi" in tasks:
+        mi = [Cell("mi", m, o, i) for m in models for o in oversample for i in inits]
+        sources = [c.source for c in mi if c.source is not None and c.source not in cells]
+        cells += list(dict.fromkeys(sources)) + mi
+    return cells
+
+
+@dataclass(frozen=True)
+class Profile:
+    """A budget: how many Optuna samples a cell, ASHA's maximum epochs, seeds of the final evaluation."""
+
+    samples: int
+    max_epochs: dict  # task -> epochs
+    seeds: int
+    grace_period: int  # epochs every trial gets before ASHA may stop it
+    demo_rows: int  # size of the demo mitbih_train.csv used when the real CSVs are absent
+    limit: int | None  # beats kept of each CSV (None: all)
+    patience: int  # early stopping of the final seed runs (0: off)
+
+
+PROFILES = {
+    # Every cell on a tiny budget: proves the whole pipeline in minutes on a laptop.
+    "smoke": Profile(samples=2, max_epochs={"arrhythmia": 2, "mi": 2}, seeds=1, grace_period=1,
+                     demo_rows=3000, limit=400, patience=0),
+    # The original project's budgets (80 epochs arrhythmia, 600 MI) as ASHA's maximum.
+    "paper": Profile(samples=16, max_epochs={"arrhythmia": 80, "mi": 600}, seeds=3, grace_period=10,
+                     demo_rows=20000, limit=None, patience=0),
+}

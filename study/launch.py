@@ -1,0 +1,580 @@
+"""The Ray Tune study: every cell of the grid, Optuna inside each cell, resumable.
+
+    python -m study launch --profile smoke                        # local machine, demo data if input/ is empty
+    python -m study launch --profile paper --input input/         # the original budgets, 3 seeds
+    python -m study launch --profile paper --address auto --results /mnt/shared/results   # a Ray cluster
+
+Each cell (task x model x oversampling x init) gets its own Tuner: OptunaSearch over learning rate and
+batch size, ASHA stopping poor trials on the validation metric. The best trial's hyperparameters are
+then trained again with K seeds, and only those runs are evaluated on the test split. One JSON per cell
+lands in RESULTS/NAME/cells/; re-running the same command continues where it stopped.
+"""
+
+import argparse
+import json
+import logging
+import os
+import re
+import shutil
+import socket
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+from data.constants import TASKS
+from study import io as atomic
+from study.config import TrialConfig
+from study.grid import (BATCH_SIZES, CELL_OVERSAMPLING, INITS, LR_RANGE, MODELS, PROFILES, SMOTE_METHODS, Cell,
+                        make_grid)
+from study.trial import BEST_FILE, EPOCHS_FILE, FINAL_FILE, LAST_FILE, run_trial
+
+CELL_FORMAT, STUDY_FORMAT, FORMAT_VERSION = "ecg-study-cell", "ecg-study", 1
+# Fault injection for tests: a trial raises once, after the given epoch, if the marker file does not exist yet.
+CRASH_ENV = "ECG_STUDY_CRASH_ONCE"  # "MARKER_PATH:EPOCH"
+# Folders never shipped to cluster workers with the code.
+WORKING_DIR_EXCLUDES = ["input/", "results/", "runs/", ".git/", ".venv/", "venv/", "bench/_work/", "**/__pycache__/",
+                        "*.pt"]
+
+
+class StudyError(RuntimeError):
+    """A cell that cannot finish (every trial failed): one sentence for the user, the study stops there."""
+
+
+@dataclass(frozen=True)
+class StudyPlan:
+    """Everything that decides what a study computes, resolved once from the profile and the flags."""
+
+    name: str
+    profile: str
+    cells: tuple[str, ...]
+    samples: int
+    max_epochs: dict
+    seeds: tuple[int, ...]
+    grace_period: int
+    patience: int
+    smote_method: str
+    input: str
+    demo: bool
+    demo_rows: int
+    limit: int | None
+    data_seed: int
+    search_seed: int
+    cpus_per_trial: float
+    gpus_per_trial: float
+    max_concurrent: int | None
+    transfer_mode: str = "frozen"
+    created: str = field(default="", compare=False)
+
+    def oversample_method(self, cell: Cell) -> str:
+        return self.smote_method if cell.oversample == "smote" else "none"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Trainables: run inside Ray workers. The data arrives through the object store (tune.with_parameters).
+
+
+def _restore_work_dir() -> Path:
+    """The trial's local folder, refilled from Tune's last checkpoint when the trial is a retry or a restore."""
+    from ray import tune
+
+    work = Path(tune.get_context().get_trial_dir()) / "work"
+    work.mkdir(parents=True, exist_ok=True)
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as saved:
+            shutil.copytree(saved, work, dirs_exist_ok=True)
+    return work
+
+
+def _reporter(extra_files: tuple[str, ...] = ()):
+    """A run_trial report callback that hands Tune the metrics and a checkpoint of the trial's state."""
+    from ray import tune
+
+    import ray
+
+    crash = os.environ.get(CRASH_ENV)
+    # Where and when this attempt ran: the cell's record shows trials sharing GPUs, nodes and time.
+    where = {"node_ip": ray.util.get_node_ip_address(), "attempt_started_at": time.time()}
+
+    def report(row: dict, out_dir: Path) -> None:
+        with tempfile.TemporaryDirectory() as tmp:
+            for name in (LAST_FILE, BEST_FILE, *extra_files):
+                if (out_dir / name).exists():
+                    shutil.copy2(out_dir / name, tmp)
+            tune.report({**row, **where, "reported_at": time.time()},
+                        checkpoint=tune.Checkpoint.from_directory(tmp))
+        if crash:
+            marker, epoch = crash.rsplit(":", 1)
+            if row["epoch"] == int(epoch) and not Path(marker).exists():
+                Path(marker).write_text(f"crashed after epoch {epoch}\n")
+                raise RuntimeError(f"injected crash after epoch {epoch} ({CRASH_ENV})")
+
+    return report
+
+
+def search_trainable(config: dict, data) -> None:
+    """One Optuna sample: train with its lr and batch size, report validation metrics; never touches test.
+
+    ``config["base"]`` is the cell's fixed TrialConfig (a constant of the param space, so every trial's
+    result records it); Optuna samples ``lr`` and ``batch_size``.
+    """
+    trial = TrialConfig.from_dict({**config["base"], "lr": float(config["lr"]),
+                                   "batch_size": int(config["batch_size"])})
+    run_trial(trial, data, _restore_work_dir(), report=_reporter(), evaluate_test=False)
+
+
+def final_trainable(config: dict, data) -> None:
+    """One seed of the chosen hyperparameters, evaluated on test once; its files travel in the last checkpoint."""
+    trial = TrialConfig.from_dict({**config["base"], "seed": int(config["seed"])})
+    work = _restore_work_dir()
+    report = _reporter(extra_files=(FINAL_FILE, EPOCHS_FILE))
+    final = run_trial(trial, data, work, report=report, evaluate_test=True)
+    report({"epoch": final["epochs_run"] + 1, "final": 1}, work)  # the checkpoint that carries final.json
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The driver.
+
+
+class Study:
+    """A study folder: RESULTS/NAME/{study.json, manifest.json, cells/*.json, checkpoints/, tune/}."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.cells_dir = root / "cells"
+        self.tune_dir = root / "tune"
+        self.checkpoints_dir = root / "checkpoints"
+
+    def cell_path(self, cell: Cell) -> Path:
+        return self.cells_dir / f"{cell.cell_id}.json"
+
+    def read_cell(self, cell: Cell) -> dict | None:
+        path = self.cell_path(cell)
+        if not path.exists():
+            return None
+        try:
+            result = json.loads(path.read_text())
+        except json.JSONDecodeError as error:
+            raise ValueError(f"{path} is not valid JSON ({error}); move it away to run the cell again.") from None
+        if result.get("format") != CELL_FORMAT or result.get("version") != FORMAT_VERSION:
+            raise ValueError(f"{path} is not a cell result of format {CELL_FORMAT} v{FORMAT_VERSION}.")
+        return result
+
+    def manifest(self) -> dict:
+        path = self.root / "manifest.json"
+        return json.loads(path.read_text()) if path.exists() else {"transfer_sources": {}}
+
+    def record_source(self, cell: Cell, checkpoint: str) -> None:
+        manifest = self.manifest()
+        manifest["transfer_sources"][f"{cell.model}-{cell.oversample}"] = checkpoint
+        atomic.write_json(self.root / "manifest.json", manifest)
+
+
+def resolve_plan(args: argparse.Namespace) -> StudyPlan:
+    profile = PROFILES[args.profile]
+    max_epochs = dict(profile.max_epochs)
+    if args.max_epochs is not None:
+        max_epochs = {task: args.max_epochs for task in TASKS}
+    seeds = args.seeds if args.seeds is not None else profile.seeds
+    cells = make_grid(tasks=args.tasks, models=args.models, oversample=args.oversample, inits=args.inits)
+    real = _has_real_data(args.input, {cell.task for cell in cells})
+    if args.demo is False and not real:
+        raise ValueError(f"{args.input} lacks the Kaggle CSVs for this study; put them there "
+                         "(python -m data.download) or drop --no-demo to use demo data.")
+    demo = bool(args.demo) or not real
+    name = args.name or args.profile
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):
+        raise ValueError(f"--name {name!r} must be a plain folder name (letters, digits, '.', '_', '-'), "
+                         "so the study stays inside --results.")
+    return StudyPlan(
+        name=name, profile=args.profile, cells=tuple(c.cell_id for c in cells),
+        samples=args.samples or profile.samples, max_epochs=max_epochs,
+        seeds=tuple(range(args.seed, args.seed + seeds)), grace_period=min(profile.grace_period, *max_epochs.values()),
+        patience=profile.patience, smote_method=args.smote_method, input=str(args.input), demo=demo,
+        demo_rows=args.demo_rows or profile.demo_rows,
+        limit=args.limit if args.limit is not None else (profile.limit if demo else None),
+        data_seed=args.data_seed, search_seed=args.seed, cpus_per_trial=args.cpus_per_trial,
+        gpus_per_trial=args.gpus_per_trial if args.gpus_per_trial is not None else -1.0,
+        max_concurrent=args.max_concurrent, transfer_mode=args.transfer_mode,
+        created=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+
+
+def _has_real_data(input_dir: Path, tasks: set[str]) -> bool:
+    from data import has_task_files
+
+    return all(has_task_files(task, input_dir) for task in tasks)
+
+
+def _check_same_plan(study: Study, plan: StudyPlan) -> None:
+    """A study folder belongs to one plan: continuing it with other settings would mix two studies' numbers."""
+    path = study.root / "study.json"
+    if not path.exists():
+        return
+    saved = json.loads(path.read_text())["plan"]
+    current = json.loads(json.dumps(asdict(plan)))
+    keys = [k for k in current if k not in ("created", "cells", "max_concurrent", "cpus_per_trial", "gpus_per_trial")]
+    differences = [f"{k}: {saved.get(k)!r} -> {current[k]!r}" for k in keys if saved.get(k) != current[k]]
+    if differences:
+        raise ValueError(f"{study.root} holds study {plan.name!r} with other settings ({'; '.join(differences)}); "
+                         "use --name to start a new study, or the same flags to continue this one.")
+
+
+def run_launch(args: argparse.Namespace) -> int:
+    plan = resolve_plan(args)
+    study = Study(Path(args.results).resolve() / plan.name)
+    _check_same_plan(study, plan)
+    import ray
+
+    _quiet(args.verbose)
+    _start_ray(args)
+    gpus_per_trial = plan.gpus_per_trial
+    if gpus_per_trial < 0:  # default: a quarter of a card a trial where there are GPUs, so four share one
+        gpus_per_trial = 0.25 if ray.cluster_resources().get("GPU", 0) > 0 else 0.0
+    plan = _replace(plan, gpus_per_trial=gpus_per_trial)
+    concurrent = plan.max_concurrent or _trial_slots(plan, ray.cluster_resources())
+    study.root.mkdir(parents=True, exist_ok=True)
+    saved = json.loads((study.root / "study.json").read_text()) if (study.root / "study.json").exists() else {}
+    # Continuing with fewer cells keeps the others planned: the report still lists every cell of the study.
+    cells = [c.cell_id for c in sorted({Cell.from_id(i) for i in (*saved.get("cells", ()), *plan.cells)},
+                                       key=_grid_order)]
+    plan = _replace(plan, created=saved.get("created") or plan.created)
+    loader = DataLoader(plan)
+    data_name = "demo data" if plan.demo else f"the CSVs in {plan.input}"
+    print(f"Study {plan.name!r} ({plan.profile}): {len(plan.cells)} cells on {data_name}, "
+          f"{plan.samples} samples a cell, {len(plan.seeds)} seed(s); results in {study.root}", flush=True)
+    started = time.perf_counter()
+    _write_study_json(study, plan, loader, cells)
+    for number, cell_id in enumerate(plan.cells, 1):
+        cell = Cell.from_id(cell_id)
+        done = study.read_cell(cell)
+        if done is None:
+            done = run_cell(cell, plan, study, loader, number, concurrent, verbose=args.verbose)
+        else:
+            print(f"[{number}/{len(plan.cells)}] {cell_id}: done earlier, kept", flush=True)
+        if cell.task == "arrhythmia":
+            study.record_source(cell, done["best_checkpoint"])
+        _write_study_json(study, plan, loader, cells)
+    print(f"Study {plan.name!r} finished in {time.perf_counter() - started:.0f} s.", flush=True)
+    from study.report import summary_table
+
+    print(summary_table(study.root))
+    return 0
+
+
+def _grid_order(cell: Cell) -> tuple:
+    """Arrhythmia before MI (transfer needs its source), then models, oversampling and init as in the grid."""
+    return (TASKS.index(cell.task), MODELS.index(cell.model), CELL_OVERSAMPLING.index(cell.oversample),
+            INITS.index(cell.init))
+
+
+def _write_study_json(study: Study, plan: StudyPlan, loader: "DataLoader", cells: list[str]) -> None:
+    """The study's settings, and what each data set it loaded was (kaggle, demo, a PhysioNet split ...)."""
+    path = study.root / "study.json"
+    data = json.loads(path.read_text()).get("data", {}) if path.exists() else {}
+    data.update({"source": "demo" if plan.demo else data.get("source", "input"), "input": plan.input,
+                 "limit": plan.limit})
+    data.setdefault("sources", {}).update(loader.sources)
+    data.setdefault("fingerprints", {}).update(loader.fingerprints)
+    if data["sources"]:
+        data["source"] = "; ".join(f"{task}: {src}" for task, src in sorted(data["sources"].items()))
+    atomic.write_json(path, {
+        "format": STUDY_FORMAT, "version": FORMAT_VERSION, "name": plan.name, "profile": plan.profile,
+        "smote_method": plan.smote_method, "cells": cells, "seed": plan.search_seed, "data": data,
+        "created": plan.created, "plan": json.loads(json.dumps(asdict(plan)))})
+
+
+def _replace(plan: StudyPlan, **changes) -> StudyPlan:
+    from dataclasses import replace
+
+    return replace(plan, **changes)
+
+
+def _quiet(verbose: bool) -> None:
+    """Ray's and Optuna's own reporting off unless -v: the study prints one line per cell."""
+    if verbose:
+        return
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    # Checkpointing every epoch makes Tune snapshot its state often; that is expected here.
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    logging.getLogger("ray").setLevel(logging.ERROR)
+
+
+def _start_ray(args: argparse.Namespace) -> None:
+    import ray
+
+    if ray.is_initialized():
+        return
+    address = args.address or os.environ.get("RAY_ADDRESS")
+    runtime_env = {"env_vars": {key: os.environ[key] for key in (CRASH_ENV,) if key in os.environ}}
+    kwargs = dict(include_dashboard=False, log_to_driver=args.verbose,
+                  logging_level=logging.INFO if args.verbose else logging.ERROR)
+    if address:
+        _check_listening(address)
+        if "working_dir" not in _job_runtime_env():
+            # The code reaches the cluster's workers as the runtime environment's working directory. A driver run
+            # as a Ray job (`ray job submit --working-dir .`, a KubeRay RayJob) has shipped it already, and Ray
+            # refuses a second one ("Failed to merge the Job's runtime env").
+            runtime_env.update(working_dir=str(Path(__file__).resolve().parents[1]), excludes=WORKING_DIR_EXCLUDES)
+        try:
+            ray.init(address=address, runtime_env=runtime_env, **kwargs)
+        except (ConnectionError, RuntimeError, ray.exceptions.AuthenticationError) as error:
+            first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+            raise ValueError(f"could not join the Ray cluster at {address}: {first}") from None
+    else:
+        ray.init(num_cpus=args.num_cpus, runtime_env=runtime_env, **kwargs)
+
+
+def _job_runtime_env() -> dict:
+    """The runtime environment of the Ray job this driver runs as; {} when it is not run as one."""
+    raw = os.environ.get("RAY_JOB_CONFIG_JSON_ENV_VAR")  # set by Ray's job supervisor for the entrypoint
+    return (json.loads(raw).get("runtime_env") or {}) if raw else {}
+
+
+def _check_listening(address: str, timeout_s: float = 5.0) -> None:
+    """Fail at once when nothing answers at a cluster address: ray.init would retry for about 13 minutes
+    (20 attempts of some 40 s each) before giving up."""
+    if address in ("auto", "local"):
+        return  # Ray resolves these itself, and says at once when no cluster runs here
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s):
+            pass
+    except ValueError:
+        raise ValueError(f"Ray address {address!r} is not HOST:PORT (e.g. 10.0.0.5:6379), auto, or "
+                         "ray://HOST:PORT") from None
+    except OSError as error:
+        raise ValueError(f"nothing answers at Ray address {address} ({error.strerror or error}): start the head "
+                         "there with `ray start --head`, or check --address or RAY_ADDRESS") from None
+
+
+class DataLoader:
+    """Loads each (task, oversampling) data set once in the driver and puts it into Ray's object store once."""
+
+    def __init__(self, plan: StudyPlan):
+        self.plan = plan
+        self._trainables: dict = {}
+        self.sources: dict[str, str] = {}  # task -> where its data came from
+        self.fingerprints: dict[str, str] = {}  # "task-oversampling" -> data fingerprint
+
+    def input_dir(self, task: str) -> Path:
+        if not self.plan.demo:
+            return Path(self.plan.input)
+        from data import ensure_demo
+
+        return ensure_demo(Path(self.plan.input) / "demo", rows=self.plan.demo_rows, seed=self.plan.data_seed)
+
+    def trainables(self, cell: Cell):
+        """(search trainable, final trainable, data) with the data bound through tune.with_parameters."""
+        from ray import tune
+
+        method = self.plan.oversample_method(cell)
+        key = (cell.task, method)
+        if key not in self._trainables:
+            from data import prepare_task
+
+            data = prepare_task(cell.task, self.input_dir(cell.task), seed=self.plan.data_seed,
+                                oversample=method, limit=self.plan.limit)
+            self.sources[cell.task] = data.source
+            self.fingerprints[f"{cell.task}-{method}"] = data.fingerprint
+            resources = {"cpu": self.plan.cpus_per_trial, "gpu": self.plan.gpus_per_trial}
+            ref = tune.with_parameters  # both trainables share one object-store copy of the data
+            search = tune.with_resources(ref(search_trainable, data=data), resources)
+            final = tune.with_resources(ref(final_trainable, data=data), resources)
+            self._trainables[key] = (search, final, data)
+        return self._trainables[key]
+
+
+def base_config(cell: Cell, plan: StudyPlan, study: Study) -> dict:
+    init = "scratch"
+    if cell.init == "transfer":
+        source = study.manifest()["transfer_sources"].get(f"{cell.model}-{cell.oversample}")
+        if source is None:
+            raise ValueError(f"cell {cell.cell_id} needs the arrhythmia cell {cell.source.cell_id} first; "
+                             f"run it with --tasks arrhythmia --models {cell.model}.")
+        init = source
+    return TrialConfig(task=cell.task, model=cell.model, oversample=plan.oversample_method(cell), init=init,
+                       transfer_mode=plan.transfer_mode, epochs=plan.max_epochs[cell.task], seed=plan.search_seed,
+                       data_seed=plan.data_seed, limit=plan.limit, patience=plan.patience).to_dict()
+
+
+def _tuner(trainable, name: str, study: Study, plan: StudyPlan, tune_config, param_space: dict, verbose: bool):
+    """A new Tuner, or the interrupted one restored from its experiment folder."""
+    from ray import tune
+
+    path = study.tune_dir / name
+    if tune.Tuner.can_restore(str(path)):
+        print(f"    continuing the interrupted run in {path}", flush=True)
+        return tune.Tuner.restore(str(path), trainable=trainable, resume_errored=True, param_space=param_space)
+    run_config = tune.RunConfig(
+        name=name, storage_path=str(study.tune_dir), verbose=1 if verbose else 0,
+        failure_config=tune.FailureConfig(max_failures=3),
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=2))
+    return tune.Tuner(trainable, param_space=param_space, tune_config=tune_config, run_config=run_config)
+
+
+def _trial_slots(plan: StudyPlan, resources: dict) -> int:
+    """How many trials the cluster runs at once. Tune needs it said: with a searcher it otherwise starts
+    trials one at a time (one pending trial), which leaves CPUs and GPU shares idle."""
+    slots = resources.get("CPU", 1) // plan.cpus_per_trial
+    if plan.gpus_per_trial > 0:
+        slots = min(slots, resources.get("GPU", 0) // plan.gpus_per_trial)
+    return max(1, int(slots))
+
+
+def run_cell(cell: Cell, plan: StudyPlan, study: Study, loader: DataLoader, number: int, concurrent: int,
+             verbose: bool) -> dict:
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler
+    from ray.tune.search.optuna import OptunaSearch
+
+    total = len(plan.cells)
+    started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    started = time.perf_counter()
+    search_fn, final_fn, data = loader.trainables(cell)
+    base = base_config(cell, plan, study)
+    max_epochs = plan.max_epochs[cell.task]
+    batch_sizes = [b for b in BATCH_SIZES if b <= len(data.train.y)] or [len(data.train.y)]
+    print(f"[{number}/{total}] {cell.cell_id}: searching ({plan.samples} samples, up to {max_epochs} epochs, "
+          f"{len(data.train.y)} training beats)", flush=True)
+    # Optuna over lr and batch size, ASHA on the validation metric; `val_metric` is the cell's selection metric.
+    space = {"lr": tune.loguniform(*LR_RANGE), "batch_size": tune.choice(batch_sizes), "base": base}
+    tune_config = tune.TuneConfig(
+        search_alg=OptunaSearch(metric="val_metric", mode="max", seed=plan.search_seed),
+        scheduler=ASHAScheduler(time_attr="training_iteration", metric="val_metric", mode="max", max_t=max_epochs,
+                                grace_period=plan.grace_period, reduction_factor=2),
+        num_samples=plan.samples, max_concurrent_trials=concurrent, trial_dirname_creator=_trial_dirname)
+    search = _tuner(search_fn, f"{cell.cell_id}-search", study, plan, tune_config, space, verbose).fit()
+    trials, curve, best_config = _search_summary(search, max_epochs)
+    if best_config is None:
+        errors = "; ".join(str(r.error).splitlines()[0] for r in search if r.error is not None)
+        raise StudyError(f"every search trial of cell {cell.cell_id} failed; the first error: {errors[:300]} "
+                         f"(see {study.tune_dir / (cell.cell_id + '-search')}); fix it and run the same command "
+                         "again to continue.")
+
+    final_base = {**base, **best_config}
+    final_config = tune.TuneConfig(max_concurrent_trials=concurrent, trial_dirname_creator=_trial_dirname)
+    finals = _tuner(final_fn, f"{cell.cell_id}-final", study, plan, final_config,
+                    {"seed": tune.grid_search(list(plan.seeds)), "base": final_base}, verbose).fit()
+    seeds = []
+    for result in finals:
+        if result.error is not None or result.checkpoint is None:
+            raise StudyError(f"the final run of cell {cell.cell_id} (seed {result.config['seed']}) failed: "
+                             f"{str(result.error).splitlines()[0][:300]}; run the same command again to continue.")
+        seed = int(result.config["seed"])
+        target = study.checkpoints_dir / cell.cell_id / f"seed{seed}"
+        with result.checkpoint.as_directory() as saved:
+            final = json.loads((Path(saved) / FINAL_FILE).read_text())
+            target.mkdir(parents=True, exist_ok=True)
+            for name in (BEST_FILE, FINAL_FILE, EPOCHS_FILE):
+                atomic.atomic_write(target / name, lambda tmp, src=Path(saved) / name: shutil.copyfile(src, tmp))
+        seeds.append({"seed": seed, "epochs_run": final["epochs_run"], "best_epoch": final["best_epoch"],
+                      "val": final["val"], "test": final["test"], "checkpoint": str(target / BEST_FILE)})
+    seeds.sort(key=lambda s: s["seed"])
+    key = "f1" if cell.task == "mi" else "macro_f1"
+    best_seed = max(seeds, key=lambda s: s["val"][key])  # chosen on validation, like everything else
+    result = {
+        "format": CELL_FORMAT, "version": FORMAT_VERSION, "study": plan.name, "cell_id": cell.cell_id,
+        "cell": {"task": cell.task, "model": cell.model, "oversample": cell.oversample,
+                 "smote_method": plan.smote_method if cell.oversample == "smote" else None, "init": cell.init,
+                 "transfer_mode": plan.transfer_mode if cell.init == "transfer" else None,
+                 "transfer_source": base["init"] if cell.init == "transfer" else None},
+        "selection_metric": cell.selection_metric, "best_config": best_config,
+        "trials": trials, "trials_run": len(trials),
+        "trials_stopped_early": sum(t["stopped_early"] for t in trials),
+        "best_trial_curve": curve, "seeds": seeds, "wall_time_s": round(time.perf_counter() - started, 3),
+        "best_checkpoint": best_seed["checkpoint"], "data_fingerprint": data.fingerprint,
+        "started": started_at, "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    atomic.write_json(study.cell_path(cell), result)
+    tests = [s["test"][key] for s in seeds]
+    mean = sum(tests) / len(tests)
+    print(f"[{number}/{total}] {cell.cell_id}: done in {result['wall_time_s']:.0f} s: "
+          f"{cell.selection_metric} {max(t['val_metric'] for t in trials if t['val_metric'] is not None):.4f} "
+          f"(lr {best_config['lr']:.2g}, batch {best_config['batch_size']}), "
+          f"test {key.replace('_', ' ')} {mean:.4f} over {len(seeds)} seed(s)", flush=True)
+    return result
+
+
+def _whereabouts(frame) -> dict:
+    """When a trial ran (first attempt's start to last report, unix seconds) and on which node(s)."""
+    if frame is None or "reported_at" not in frame:
+        return {"started_at": None, "finished_at": None, "nodes": []}
+    return {"started_at": float(frame["attempt_started_at"].min()), "finished_at": float(frame["reported_at"].max()),
+            "nodes": sorted(set(frame["node_ip"].dropna()))}
+
+
+def _trial_dirname(trial) -> str:
+    """Short trial folders: Tune's default name spells out the whole config, base included."""
+    return f"trial_{trial.trial_id}"
+
+
+def _search_summary(search, max_epochs: int) -> tuple[list[dict], list[dict], dict | None]:
+    """Every trial's hyperparameters and best validation metric; the best trial's curve and config."""
+    trials, best, best_frame = [], None, None
+    for result in search:
+        frame = result.metrics_dataframe
+        has_metric = frame is not None and "val_metric" in frame
+        value = float(frame["val_metric"].max()) if has_metric else None
+        epochs = int(frame["epoch"].max()) if has_metric else 0
+        trials.append({"trial_id": result.metrics.get("trial_id", ""), "lr": float(result.config["lr"]),
+                       "batch_size": int(result.config["batch_size"]), "val_metric": value, "epochs": epochs,
+                       "stopped_early": result.error is None and epochs < max_epochs,
+                       "failed": result.error is not None, **_whereabouts(frame)})
+        if value is not None and (best is None or value > best[0]):
+            best, best_frame = (value, result.config), frame
+    trials.sort(key=lambda t: t["trial_id"])
+    if best is None:
+        return trials, [], None
+    curve = [{"epoch": int(row.epoch), "train_loss": float(row.train_loss), "val_metric": float(row.val_metric)}
+             for row in best_frame.sort_values("epoch").drop_duplicates("epoch", keep="last").itertuples()]
+    return trials, curve, {"lr": float(best[1]["lr"]), "batch_size": int(best[1]["batch_size"])}
+
+
+def add_launch_arguments(parser: argparse.ArgumentParser) -> None:
+    from study.cli import non_negative_float, non_negative_int, positive_float, positive_int
+
+    def names(valid):
+        def parse(text: str) -> list[str]:
+            values = [v.strip() for v in text.split(",") if v.strip()]
+            unknown = [v for v in values if v not in valid]
+            if unknown or not values:
+                raise argparse.ArgumentTypeError(f"{text!r}: choose from {', '.join(valid)} (comma-separated)")
+            return values
+        return parse
+
+    parser.add_argument("--profile", choices=sorted(PROFILES), default="smoke",
+                        help="smoke: every cell on a tiny budget; paper: the original budgets, 16 samples, 3 seeds")
+    parser.add_argument("--name", default=None, help="study name: results go to RESULTS/NAME (default: the profile)")
+    parser.add_argument("--results", default="results", help="results folder, shared by all nodes on a cluster")
+    parser.add_argument("--input", type=Path, default=Path("input"), help="folder with the Kaggle CSVs")
+    demo = parser.add_mutually_exclusive_group()
+    demo.add_argument("--demo", dest="demo", action="store_true", default=None,
+                      help="use demo data even if the real CSVs are present")
+    demo.add_argument("--no-demo", dest="demo", action="store_false",
+                      help="fail instead of falling back to demo data when the CSVs are absent")
+    parser.add_argument("--demo-rows", type=positive_int, default=None, help="rows of the demo mitbih_train.csv")
+    parser.add_argument("--limit", type=positive_int, default=None, help="beats kept of each CSV (stratified)")
+    parser.add_argument("--tasks", type=names(TASKS), default=list(TASKS))
+    parser.add_argument("--models", type=names(MODELS), default=list(MODELS))
+    parser.add_argument("--oversample", type=names(CELL_OVERSAMPLING), default=list(CELL_OVERSAMPLING))
+    parser.add_argument("--inits", type=names(INITS), default=list(INITS))
+    parser.add_argument("--smote-method", choices=SMOTE_METHODS, default="smote-tomek",
+                        help="what the 'smote' cells run (default: smote-tomek, as the original's 'smote')")
+    parser.add_argument("--transfer-mode", choices=("frozen", "finetune"), default="frozen")
+    parser.add_argument("--samples", type=positive_int, default=None, help="Optuna samples a cell")
+    parser.add_argument("--max-epochs", type=positive_int, default=None, help="ASHA's maximum epochs (both tasks)")
+    parser.add_argument("--seeds", type=positive_int, default=None, help="seeds of each cell's final evaluation")
+    parser.add_argument("--seed", type=non_negative_int, default=0, help="first seed (Optuna and final runs)")
+    parser.add_argument("--data-seed", type=non_negative_int, default=0, help="seed of splits and oversampling")
+    parser.add_argument("--cpus-per-trial", type=positive_float, default=1.0)
+    parser.add_argument("--gpus-per-trial", type=non_negative_float, default=None,
+                        help="default: 0.25 where the cluster has GPUs (four trials a card), else 0")
+    parser.add_argument("--max-concurrent", type=positive_int, default=None, help="cap on trials in flight")
+    parser.add_argument("--address", default=None, help="join this Ray cluster (default: $RAY_ADDRESS, else local)")
+    parser.add_argument("--num-cpus", type=positive_int, default=None, help="CPUs of a local Ray instance")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the study (the default anyway: finished cells are never run again)")

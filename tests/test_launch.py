@@ -1,0 +1,177 @@
+"""The Ray Tune study on a local Ray instance with 2 CPUs: the whole grid, transfer, shared GPUs, crashes, kills."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from models import load_checkpoint
+from study.cli import main
+from study.grid import make_grid
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ["--limit", "150", "--samples", "1", "--max-epochs", "1", "--seeds", "1"]
+
+
+@pytest.fixture
+def local_ray():
+    """A fresh Ray instance on loopback with 2 CPUs, shut down after the test."""
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    yield ray
+    ray.shutdown()
+
+
+def launch(tmp_path, *flags) -> int:
+    return main(["launch", "--profile", "smoke", "--input", str(tmp_path / "input"),
+                 "--results", str(tmp_path / "results"), *flags])
+
+
+def cells_written(study: Path) -> dict[str, dict]:
+    return {p.stem: json.loads(p.read_text()) for p in sorted((study / "cells").glob("*.json"))}
+
+
+@pytest.mark.slow
+def test_smoke_study_over_every_cell_writes_a_json_per_cell(local_ray, tmp_path, capsys):
+    assert launch(tmp_path, *TINY, "--name", "all") == 0
+    study = tmp_path / "results" / "all"
+    cells = cells_written(study)
+    assert sorted(cells) == sorted(cell.cell_id for cell in make_grid())
+    assert len(cells) == 24
+    for cell_id, result in cells.items():
+        assert result["format"] == "ecg-study-cell" and result["cell_id"] == cell_id
+        assert result["trials_run"] == 1 and len(result["seeds"]) == 1
+        seed = result["seeds"][0]
+        assert Path(seed["checkpoint"]).exists() and seed["test"] is not None
+        assert 0 <= seed["test"]["accuracy"] <= 1
+    out = capsys.readouterr().out
+    assert "[24/24]" in out and "finished" in out
+
+    # A transfer cell's frozen body is exactly its source's best arrhythmia checkpoint.
+    manifest = json.loads((study / "manifest.json").read_text())["transfer_sources"]
+    for model in ("cnet", "bigru"):
+        result = cells[f"mi-{model}-smote-transfer"]
+        source_path = manifest[f"{model}-smote"]
+        assert result["cell"]["transfer_source"] == source_path
+        assert source_path == cells[f"arrhythmia-{model}-smote-scratch"]["best_checkpoint"]
+        source = load_checkpoint(source_path)["state_dict"]
+        learned = load_checkpoint(result["best_checkpoint"])["state_dict"]
+        body = [k for k in source if not k.startswith(("fc1.", "fc2."))]
+        assert body and all(torch.equal(source[k], learned[k]) for k in body)
+        assert not torch.equal(source["fc1.weight"], learned["fc1.weight"][: source["fc1.weight"].shape[0]]) \
+            if source["fc1.weight"].shape == learned["fc1.weight"].shape else True
+        assert learned["fc2.weight"].shape[0] == 1
+
+    # Running the same command again finds every cell done and trains nothing.
+    before = {p: p.stat().st_mtime_ns for p in (study / "cells").glob("*.json")}
+    assert launch(tmp_path, *TINY, "--name", "all") == 0
+    assert "done earlier, kept" in capsys.readouterr().out
+    assert before == {p: p.stat().st_mtime_ns for p in (study / "cells").glob("*.json")}
+
+
+def test_four_half_gpu_trials_share_two_gpus_at_once(tmp_path):
+    import ray
+
+    # No real GPU is needed: Ray schedules by the GPUs it is told about; the trials then run on the CPU.
+    ray.init(num_cpus=4, num_gpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    try:
+        code = launch(tmp_path, "--tasks", "arrhythmia", "--models", "cnet", "--oversample", "none",
+                      "--samples", "4", "--max-epochs", "3", "--limit", "1500", "--seeds", "1",
+                      "--gpus-per-trial", "0.5", "--name", "gpus")
+    finally:
+        ray.shutdown()
+    assert code == 0
+    trials = cells_written(tmp_path / "results" / "gpus")["arrhythmia-cnet-none-scratch"]["trials"]
+    assert len(trials) == 4
+    latest_start = max(t["started_at"] for t in trials)
+    earliest_end = min(t["finished_at"] for t in trials)
+    assert latest_start < earliest_end, f"the four trials did not overlap: {trials}"
+
+
+def test_a_trial_that_crashes_once_is_retried_from_its_checkpoint(tmp_path, monkeypatch):
+    import ray
+
+    marker = tmp_path / "crashed"
+    monkeypatch.setenv("ECG_STUDY_CRASH_ONCE", f"{marker}:2")  # workers inherit it from ray.init
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    try:
+        code = launch(tmp_path, "--tasks", "arrhythmia", "--models", "cnet", "--oversample", "none",
+                      "--samples", "1", "--max-epochs", "4", "--limit", "300", "--seeds", "1", "--name", "crash")
+    finally:
+        ray.shutdown()
+    assert code == 0 and marker.exists()
+    study = tmp_path / "results" / "crash"
+    assert cells_written(study)["arrhythmia-cnet-none-scratch"]["trials"][0]["epochs"] == 4
+    # The crashed trial continued after epoch 2: every epoch appears once, none was trained twice.
+    progress = [pd.read_csv(p) for p in (study / "tune").glob("arrhythmia-cnet-none-scratch-search/trial_*/progress.csv")]
+    assert len(progress) == 1
+    assert progress[0]["epoch"].tolist() == [1, 2, 3, 4]
+    assert progress[0]["attempt_started_at"].nunique() == 2  # two attempts: the crash and the retry
+
+
+def _launch_subprocess(tmp_path, name, *flags):
+    env = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "PYTHONPATH": str(ROOT)}
+    log = open(tmp_path / f"{name}.log", "a")
+    return subprocess.Popen(
+        [sys.executable, "-m", "study", "launch", "--profile", "smoke", "--input", str(tmp_path / "input"),
+         "--results", str(tmp_path / "results"), "--name", name, "--num-cpus", "2", *flags],
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True), log
+
+
+@pytest.mark.slow
+def test_a_driver_killed_mid_study_and_relaunched_does_not_rerun_finished_cells(tmp_path):
+    flags = ["--tasks", "arrhythmia", "--models", "cnet", "--oversample", "none,smote", "--samples", "2",
+             "--max-epochs", "6", "--limit", "600", "--seeds", "1"]
+    study = tmp_path / "results" / "killed"
+    first = study / "cells" / "arrhythmia-cnet-none-scratch.json"
+    process, log = _launch_subprocess(tmp_path, "killed", *flags)
+    try:
+        deadline = time.time() + 240
+        while not first.exists() and time.time() < deadline and process.poll() is None:
+            time.sleep(0.2)
+        assert first.exists(), (tmp_path / "killed.log").read_text()
+        time.sleep(3)  # into the second cell's search
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)  # the driver and the Ray instance it started
+        process.wait()
+    finished = first.read_text()
+    assert not (study / "cells" / "arrhythmia-cnet-smote-scratch.json").exists()
+
+    process, log = _launch_subprocess(tmp_path, "killed", *flags)
+    assert process.wait(timeout=300) == 0, (tmp_path / "killed.log").read_text()
+    output = (tmp_path / "killed.log").read_text()
+    assert "arrhythmia-cnet-none-scratch: done earlier, kept" in output
+    assert "continuing the interrupted run in" in output and "arrhythmia-cnet-smote-scratch-search" in output
+    assert first.read_text() == finished  # not run again, not rewritten
+    assert json.loads((study / "cells" / "arrhythmia-cnet-smote-scratch.json").read_text())["seeds"]
+    assert not list(study.rglob("*.tmp")), "no half-written file is left behind"
+
+
+def test_a_changed_plan_is_refused_for_an_existing_study(local_ray, tmp_path, capsys):
+    flags = ["--tasks", "arrhythmia", "--models", "cnet", "--oversample", "none", *TINY, "--name", "plan"]
+    assert launch(tmp_path, *flags) == 0
+    cell = tmp_path / "results" / "plan" / "cells" / "arrhythmia-cnet-none-scratch.json"
+    before = cell.read_text()
+    assert launch(tmp_path, *flags, "--max-epochs", "2") == 2
+    assert "holds study 'plan' with other settings (max_epochs" in capsys.readouterr().err
+    assert cell.read_text() == before
+
+
+def test_bad_launch_flags_fail_with_a_sentence(capsys):
+    with pytest.raises(SystemExit):
+        main(["launch", "--models", "resnet"])
+    assert "choose from cnet, seq, bilstm, bigru" in capsys.readouterr().err
+
+
+def test_a_study_name_cannot_leave_the_results_folder(tmp_path, capsys):
+    assert launch(tmp_path, "--name", "../escaped") == 2
+    assert "--name '../escaped' must be a plain folder name" in capsys.readouterr().err
+    assert not (tmp_path / "escaped").exists() and not (tmp_path / "results").exists()
