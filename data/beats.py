@@ -6,7 +6,8 @@ A file is read with pandas' C parser (about 0.6 s and 0.8 GB peak for the 411 MB
 When that parse fails or its result breaks a rule, a slow line-by-line scan finds the first
 offending row and column, so every bad file raises one DataError sentence that names the file,
 the row and the column. Rows and columns count from 1, as an editor shows them (the files have no
-header, so row N is line N); column 188 is the label. Blank lines are skipped, as pandas does.
+header, so row N is line N); column 188 is the label. Blank lines and a UTF-8 byte-order mark are
+skipped, as pandas does.
 
 Labels must be integers in the file's range: 0..4 for mitbih_*.csv, 0 for ptbdb_normal.csv, 1 for
 ptbdb_abnormal.csv. A file with any other name is taken for MIT-BIH-like data and allowed 0..4
@@ -186,29 +187,55 @@ def _label_expectation(allowed: tuple[int, ...], path: Path) -> str:
     return f"an integer in {allowed[0]}..{allowed[-1]}"
 
 
+# Files that are not CSV text at all, by their first bytes: say what they are rather than "row 1 is a header".
+_SIGNATURES = ((b"\x1f\x8b", "a gzip-compressed file, not a CSV: decompress it first (gunzip)"),
+               (b"PK\x03\x04", "a zip archive, not a CSV: unzip it (the Kaggle download is a zip of the four CSVs)"),
+               (b"\xff\xfe", "UTF-16 text: save it as plain ASCII or UTF-8"),
+               (b"\xfe\xff", "UTF-16 text: save it as plain ASCII or UTF-8"),
+               (b"<", "an HTML or XML page, not a CSV (a failed download?): download it again"))
+_OTHER_SEPARATORS = {b";": "semicolons", b"\t": "tabs", b"|": "'|'"}
+
+
+def _cut_short(raw: bytes) -> str:
+    """A hint for a problem on a last line without a line end: the file was most likely cut off."""
+    return "" if raw.endswith(b"\n") else "; it is the last row and has no line end, so the file looks cut short"
+
+
 def _first_problem(path: Path, allowed: tuple[int, ...]) -> str | None:
     """Scan the file line by line and describe its first problem in one sentence (None: found none)."""
+    with open(path, "rb") as f:
+        head = f.read(4)
+    for signature, what in _SIGNATURES:
+        if head.startswith(signature):
+            return f"{path} is {what}"
     first = True
     with open(path, "rb") as f:
         for row, raw in enumerate(f, 1):
             line = raw.rstrip(b"\n").rstrip(b"\r")
+            if row == 1:
+                line = line.removeprefix(b"\xef\xbb\xbf")  # a UTF-8 byte-order mark, which pandas skips too
             if not line.strip():
                 continue
             cells = line.split(b",")
+            for separator, name in _OTHER_SEPARATORS.items():
+                if len(cells) != N_COLUMNS and line.count(separator) >= BEAT_LEN:
+                    return (f"{path} row {row} separates its values with {name}: "
+                            "expected commas, as in the Kaggle CSVs")
             if first and _looks_like_header(cells):
                 preview = line[:40].decode("utf-8", "replace") + ("..." if len(line) > 40 else "")
                 return (f"{path} row {row} is a header line ('{preview}'): the heartbeat CSVs have no header, "
                         "remove that line")
             first = False
             if len(cells) != N_COLUMNS:
-                return f"{path} row {row} has {len(cells)} values, expected {N_COLUMNS} (187 samples, then the label)"
+                return (f"{path} row {row} has {len(cells)} values, expected {N_COLUMNS} (187 samples, then the label)"
+                        f"{_cut_short(raw)}")
             for col, cell in enumerate(cells, 1):
                 value = _number(cell)
                 if value is None:
                     text = cell.decode("utf-8", "replace")
                     if not text.strip():
-                        return f"{path} row {row}, column {col} is empty, expected a number"
-                    return f"{path} row {row}, column {col} holds '{text[:40]}', which is not a number"
+                        return f"{path} row {row}, column {col} is empty, expected a number{_cut_short(raw)}"
+                    return f"{path} row {row}, column {col} holds '{text[:40]}', which is not a number{_cut_short(raw)}"
                 if math.isnan(value):
                     return f"{path} row {row}, column {col} is NaN, expected a number"
                 if math.isinf(value):

@@ -32,6 +32,7 @@ from data.oversample import oversample_arrays
 
 SPLIT_VERSION = 1  # bump when the way splits are drawn changes: it is part of every fingerprint
 MI_TEST_SIZE, MI_TEST_RANDOM_STATE = 0.2, 1  # the original project's split, kept for comparability
+PHYSIONET_BUILD = "physionet_build.json"  # written by data.physionet beside the CSVs it builds
 
 
 @dataclass(frozen=True, eq=False)
@@ -166,6 +167,13 @@ def describe_source(input_dir: Path, files: dict[str, BeatFile]) -> str:
         demo = json.loads((input_dir / DEMO_MANIFEST).read_text())
         if all(demo["sha256"].get(name) == f.sha256 for name, f in files.items()):
             return "demo"
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        pass
+    try:  # built from the raw records by data.physionet: say which database and which split
+        built = json.loads((input_dir / PHYSIONET_BUILD).read_text())
+        if all(built["files"][name]["rows"] == len(f.y) for name, f in files.items()):
+            split = f", {built['split']} split" if built.get("split") else ""
+            return f"physionet {built['db']}{split} (built by data.physionet in {input_dir})"
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         pass
     return f"local files in {input_dir} (not the Kaggle originals)"

@@ -29,7 +29,7 @@ class TrialConfig:
     patience: int = 0  # epochs without a better validation metric before stopping; 0 = never stop early
     finetune_lr_scale: float = 0.1
     device: str = "auto"
-    precision: str = "auto"  # auto: bf16 autocast on CUDA, fp32 on CPU
+    precision: str = "auto"  # auto: bf16 autocast where the device computes bf16 natively, else fp32
     eval_batch_size: int = 4096
 
     def __post_init__(self):

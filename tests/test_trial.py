@@ -3,7 +3,6 @@
 import csv
 import json
 
-import numpy as np
 import pytest
 import torch
 
@@ -55,7 +54,7 @@ def test_same_seed_gives_identical_metrics_on_cpu(arrhythmia, tmp_path):
     second = run_trial(config, arrhythmia, tmp_path / "b")
     assert first["val"] == second["val"] and first["test"] == second["test"]
     assert epochs_table(tmp_path / "a") == epochs_table(tmp_path / "b")
-    other = run_trial(config.replace(seed=4), arrhythmia, tmp_path / "c")
+    run_trial(config.replace(seed=4), arrhythmia, tmp_path / "c")
     assert epochs_table(tmp_path / "c") != epochs_table(tmp_path / "a")
 
 
