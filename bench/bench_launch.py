@@ -1,0 +1,112 @@
+"""The study's costs: the smoke profile end to end, and Ray Tune's overhead per trial.
+
+    python -m bench.bench_launch                 # writes the "launch" section of bench/RESULTS.md
+    python -m bench.bench_launch --skip-smoke    # only the per-trial overhead
+
+Per-trial overhead: one Tuner of 4 trials of a trainable that receives the data through the object store
+and reports once without training (a 0-epoch trial), next to the same Tuner running 1-epoch `cnet` trials
+through run_trial, on the smoke profile's data and on a full-size arrhythmia training split.
+"""
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from bench._results import write_section
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def smoke_wall_time(work: Path) -> tuple[float, str]:
+    env = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+    command = [sys.executable, "-m", "study", "launch", "--profile", "smoke", "--input", str(work / "input"),
+               "--results", str(work / "results")]
+    started = time.perf_counter()
+    out = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
+    seconds = time.perf_counter() - started
+    if out.returncode != 0:
+        raise SystemExit(out.stdout + out.stderr)
+    return seconds, out.stdout
+
+
+def zero_epoch_trainable(config: dict, data) -> None:
+    from ray import tune
+
+    tune.report({"val_metric": 0.0, "beats": len(data.train.y)})
+
+
+def one_epoch_trainable(config: dict, data) -> None:
+    from ray import tune
+
+    from study.config import TrialConfig
+    from study.trial import run_trial
+
+    trial = TrialConfig(epochs=1, batch_size=256, limit=config["limit"], data_seed=0)
+    work = Path(tune.get_context().get_trial_dir()) / "work"
+    run_trial(trial, data, work, report=lambda row, _: tune.report({"val_metric": row["val_metric"]}),
+              evaluate_test=False)
+
+
+def tuner_seconds(trainable, data, limit, storage: Path, name: str) -> tuple[float, float]:
+    """Wall time of a 4-trial Tuner, and the mean time each trial spent inside its trainable."""
+    from ray import tune
+
+    bound = tune.with_resources(tune.with_parameters(trainable, data=data), {"cpu": 1})
+    started = time.perf_counter()
+    grid = tune.Tuner(bound, param_space={"i": tune.grid_search(list(range(4))), "limit": limit},
+                      tune_config=tune.TuneConfig(max_concurrent_trials=2),
+                      run_config=tune.RunConfig(name=name, storage_path=str(storage), verbose=0)).fit()
+    wall = time.perf_counter() - started
+    inside = [r.metrics["time_total_s"] for r in grid]
+    return wall, sum(inside) / len(inside)
+
+
+def overhead_rows(work: Path) -> list[str]:
+    import ray
+
+    from data import ensure_demo, prepare_task
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    rows = []
+    try:
+        for label, rows_demo, limit in (("smoke profile data", 3000, 400), ("full size (87,554 rows)", 87554, None)):
+            folder = ensure_demo(work / f"demo-{rows_demo}", rows=rows_demo, seed=0)
+            data = prepare_task("arrhythmia", folder, seed=0, limit=limit)
+            zero = tuner_seconds(zero_epoch_trainable, data, limit, work / "tune", f"zero-{rows_demo}")
+            one = tuner_seconds(one_epoch_trainable, data, limit, work / "tune", f"one-{rows_demo}")
+            rows.append(f"| {label} | {len(data.train.y):,} | {zero[0]:.1f} s | {zero[1]:.2f} s | "
+                        f"{one[0]:.1f} s | {one[1]:.2f} s |")
+            print(rows[-1], flush=True)
+    finally:
+        ray.shutdown()
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--skip-smoke", action="store_true")
+    args = parser.parse_args()
+    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    lines = []
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        if not args.skip_smoke:
+            seconds, output = smoke_wall_time(work)
+            cells = output.count(": done in ")
+            print(output)
+            lines += [f"`python -m study launch --profile smoke` (demo data, every cell): **{seconds:.0f} s** "
+                      f"wall time for {cells} cells, Ray's start included (target: at most 300 s).", ""]
+        lines += ["Ray Tune's overhead per trial: a Tuner of 4 trials, 2 at a time, 1 CPU each; a 0-epoch trial "
+                  "receives the data through the object store and reports once; a 1-epoch trial trains `cnet` "
+                  "once through run_trial. *Inside*: mean seconds a trial spent in its trainable.", "",
+                  "| data | training beats | 0-epoch Tuner | inside | 1-epoch Tuner | inside |",
+                  "|---|---:|---:|---:|---:|---:|", *overhead_rows(work)]
+    write_section("launch", "\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
