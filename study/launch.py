@@ -65,6 +65,7 @@ class StudyPlan:
     gpus_per_trial: float
     max_concurrent: int | None
     transfer_mode: str = "frozen"
+    split: str = "kaggle"  # arrhythmia beats: the Kaggle CSVs, or a PhysioNet build (intra / inter-patient)
     created: str = field(default="", compare=False)
 
     def oversample_method(self, cell: Cell) -> str:
@@ -179,11 +180,21 @@ def resolve_plan(args: argparse.Namespace) -> StudyPlan:
         max_epochs = {task: args.max_epochs for task in TASKS}
     seeds = args.seeds if args.seeds is not None else profile.seeds
     cells = make_grid(tasks=args.tasks, models=args.models, oversample=args.oversample, inits=args.inits)
-    real = _has_real_data(args.input, {cell.task for cell in cells})
+    if args.split != "kaggle":
+        built = task_input(Path(args.input), "arrhythmia", args.split)
+        if not _has_real_data(built, {"arrhythmia"}):
+            raise ValueError(f"--split {args.split} reads the arrhythmia beats from {built}, which holds no "
+                             f"{args.split} build; make it with: python -m data.physionet build --db mitdb "
+                             f"--records DIR --out {built} --split {args.split}")
+    real = all(_has_real_data(task_input(Path(args.input), task, args.split), {task})
+               for task in {cell.task for cell in cells})
     if args.demo is False and not real:
         raise ValueError(f"{args.input} lacks the Kaggle CSVs for this study; put them there "
                          "(python -m data.download) or drop --no-demo to use demo data.")
     demo = bool(args.demo) or not real
+    if demo and args.split != "kaggle":
+        raise ValueError(f"--split {args.split} needs the MI task's CSVs in {args.input} too (demo data has no "
+                         "inter- or intra-patient split); or run --tasks arrhythmia.")
     name = args.name or args.profile
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):
         raise ValueError(f"--name {name!r} must be a plain folder name (letters, digits, '.', '_', '-'), "
@@ -197,8 +208,13 @@ def resolve_plan(args: argparse.Namespace) -> StudyPlan:
         limit=args.limit if args.limit is not None else (profile.limit if demo else None),
         data_seed=args.data_seed, search_seed=args.seed, cpus_per_trial=args.cpus_per_trial,
         gpus_per_trial=args.gpus_per_trial if args.gpus_per_trial is not None else -1.0,
-        max_concurrent=args.max_concurrent, transfer_mode=args.transfer_mode,
+        max_concurrent=args.max_concurrent, transfer_mode=args.transfer_mode, split=args.split,
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+
+
+def task_input(input_dir: Path, task: str, split: str) -> Path:
+    """Where a task's CSVs are: INPUT, or for arrhythmia on a PhysioNet split INPUT/physionet-SPLIT."""
+    return input_dir / f"physionet-{split}" if task == "arrhythmia" and split != "kaggle" else input_dir
 
 
 def _has_real_data(input_dir: Path, tasks: set[str]) -> bool:
@@ -363,7 +379,7 @@ class DataLoader:
 
     def input_dir(self, task: str) -> Path:
         if not self.plan.demo:
-            return Path(self.plan.input)
+            return task_input(Path(self.plan.input), task, self.plan.split)
         from data import ensure_demo
 
         return ensure_demo(Path(self.plan.input) / "demo", rows=self.plan.demo_rows, seed=self.plan.data_seed)
@@ -563,6 +579,9 @@ def add_launch_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--models", type=names(MODELS), default=list(MODELS))
     parser.add_argument("--oversample", type=names(CELL_OVERSAMPLING), default=list(CELL_OVERSAMPLING))
     parser.add_argument("--inits", type=names(INITS), default=list(INITS))
+    parser.add_argument("--split", choices=("kaggle", "intra", "inter"), default="kaggle",
+                        help="arrhythmia beats: the Kaggle CSVs (default), or built from the PhysioNet records by "
+                             "python -m data.physionet into INPUT/physionet-intra or INPUT/physionet-inter")
     parser.add_argument("--smote-method", choices=SMOTE_METHODS, default="smote-tomek",
                         help="what the 'smote' cells run (default: smote-tomek, as the original's 'smote')")
     parser.add_argument("--transfer-mode", choices=("frozen", "finetune"), default="frozen")

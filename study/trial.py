@@ -265,7 +265,7 @@ def run_trial(config: TrialConfig, data: TaskData, out_dir: Path | str, *, repor
             "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
             "history": history, "best": best, "best_weights": best_weights, "stale_epochs": stale_epochs})
         _write_epochs_csv(out_dir / EPOCHS_FILE, history)
-        log(f"epoch {epoch:3d}/{config.epochs}  loss {loss:.4f}  val {_metric_name(config.task)} {value:.4f}"
+        log(f"epoch {epoch:3d}/{config.epochs}  loss {loss:.4f}  {_metric_name(config.task)} {value:.4f}"
             f"  (best {best['value']:.4f} @ {best['epoch']})  {seconds:.1f}s  {row['beats_per_s']:,.0f} beats/s")
         if report is not None:
             report(row, out_dir)

@@ -15,7 +15,6 @@ import hashlib
 import io
 import json
 import re
-import shutil
 import socket
 import subprocess
 import sys

@@ -175,3 +175,18 @@ def test_a_study_name_cannot_leave_the_results_folder(tmp_path, capsys):
     assert launch(tmp_path, "--name", "../escaped") == 2
     assert "--name '../escaped' must be a plain folder name" in capsys.readouterr().err
     assert not (tmp_path / "escaped").exists() and not (tmp_path / "results").exists()
+
+
+def test_a_physionet_split_needs_its_build_and_reads_from_it(tmp_path, capsys):
+    from data import write_demo
+    from study.launch import task_input
+
+    assert launch(tmp_path, "--split", "inter", "--tasks", "arrhythmia") == 2
+    err = capsys.readouterr().err
+    assert "--split inter reads the arrhythmia beats from" in err and "python -m data.physionet build" in err
+    built = task_input(tmp_path / "input", "arrhythmia", "inter")
+    assert built == tmp_path / "input" / "physionet-inter"
+    assert task_input(tmp_path / "input", "mi", "inter") == tmp_path / "input"
+    write_demo(built, rows=200)  # stands in for a build: the plan now resolves, with the MI files still missing
+    assert launch(tmp_path, "--split", "inter", "--name", "x") == 2
+    assert "needs the MI task's CSVs" in capsys.readouterr().err
