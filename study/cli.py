@@ -101,7 +101,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def input_dir(args: argparse.Namespace, task: str) -> Path:
+def input_dir(args: argparse.Namespace) -> Path:
     """The folder to read a task's CSVs from: the real one, or demo data generated once on request."""
     if not args.demo:
         return args.input
@@ -125,7 +125,7 @@ def run_trial_command(args: argparse.Namespace) -> int:
         build_trial_model(config)  # a bad or unfitting checkpoint fails now, not after the data is loaded
     init_name = "scratch" if not config.is_transfer else f"from-{Path(config.init).parent.name or 'ckpt'}"
     out = args.out or Path("runs") / f"{config.task}-{config.model}-{config.oversample}-{init_name}-s{config.seed}"
-    data = prepare_task(config.task, input_dir(args, config.task), seed=config.data_seed,
+    data = prepare_task(config.task, input_dir(args), seed=config.data_seed,
                         val_fraction=config.val_fraction, oversample=config.oversample, cache_dir=args.cache,
                         limit=config.limit)
     print(f"{config.task} / {config.model} / oversample {config.oversample} / init {config.init}: {data.summary()}")
@@ -154,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     handlers = {"trial": run_trial_command, "launch": launch.run_launch, "report": report.run_report}
     try:
         return handlers[args.command](args)
-    except (ValueError, FileNotFoundError, PermissionError, launch.StudyError) as error:
+    except (ValueError, OSError, launch.StudyError) as error:
         # Our own errors are one clear sentence; the traceback is for -v.
         if args.verbose:
             traceback.print_exc()

@@ -19,7 +19,7 @@ import shutil
 import socket
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -81,7 +81,9 @@ def _restore_work_dir() -> Path:
     from ray import tune
 
     work = Path(tune.get_context().get_trial_dir()) / "work"
-    work.mkdir(parents=True, exist_ok=True)
+    # Exactly Tune's checkpoint or nothing: files a failed attempt wrote after its last report are not trusted.
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:
         with checkpoint.as_directory() as saved:
@@ -108,31 +110,31 @@ def _reporter(extra_files: tuple[str, ...] = ()):
                         checkpoint=tune.Checkpoint.from_directory(tmp))
         if crash:
             marker, epoch = crash.rsplit(":", 1)
-            if row["epoch"] == int(epoch) and not Path(marker).exists():
+            if row.get("epoch") == int(epoch) and not Path(marker).exists():
                 Path(marker).write_text(f"crashed after epoch {epoch}\n")
                 raise RuntimeError(f"injected crash after epoch {epoch} ({CRASH_ENV})")
 
     return report
 
 
-def search_trainable(config: dict, data) -> None:
-    """One Optuna sample: train with its lr and batch size, report validation metrics; never touches test.
+def cell_trainable(config: dict, data) -> None:
+    """Both phases of a cell in one trainable, so each data set sits in the object store once.
 
     ``config["base"]`` is the cell's fixed TrialConfig (a constant of the param space, so every trial's
-    result records it); Optuna samples ``lr`` and ``batch_size``.
+    result records it). Phase "search": one Optuna sample of ``lr`` and ``batch_size``, validation only,
+    the test split untouched. Phase "final": one ``seed`` of the chosen configuration, evaluated on test
+    once; its files travel in the last checkpoint.
     """
-    trial = TrialConfig.from_dict({**config["base"], "lr": float(config["lr"]),
-                                   "batch_size": int(config["batch_size"])})
-    run_trial(trial, data, _restore_work_dir(), report=_reporter(), evaluate_test=False)
-
-
-def final_trainable(config: dict, data) -> None:
-    """One seed of the chosen hyperparameters, evaluated on test once; its files travel in the last checkpoint."""
-    trial = TrialConfig.from_dict({**config["base"], "seed": int(config["seed"])})
     work = _restore_work_dir()
+    if config["phase"] == "search":
+        trial = TrialConfig.from_dict({**config["base"], "lr": float(config["lr"]),
+                                       "batch_size": int(config["batch_size"])})
+        run_trial(trial, data, work, report=_reporter(), evaluate_test=False)
+        return
+    trial = TrialConfig.from_dict({**config["base"], "seed": int(config["seed"])})
     report = _reporter(extra_files=(FINAL_FILE, EPOCHS_FILE))
     final = run_trial(trial, data, work, report=report, evaluate_test=True)
-    report({"epoch": final["epochs_run"] + 1, "final": 1}, work)  # the checkpoint that carries final.json
+    report({"final": 1, "epochs_run": final["epochs_run"]}, work)  # the checkpoint that carries final.json
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -228,7 +230,9 @@ def _check_same_plan(study: Study, plan: StudyPlan) -> None:
     path = study.root / "study.json"
     if not path.exists():
         return
-    saved = json.loads(path.read_text())["plan"]
+    saved = json.loads(path.read_text()).get("plan")
+    if not isinstance(saved, dict):
+        raise ValueError(f"{path} records no study plan; move the folder away or use another --name.")
     current = json.loads(json.dumps(asdict(plan)))
     keys = [k for k in current if k not in ("created", "cells", "max_concurrent", "cpus_per_trial", "gpus_per_trial")]
     differences = [f"{k}: {saved.get(k)!r} -> {current[k]!r}" for k in keys if saved.get(k) != current[k]]
@@ -248,14 +252,14 @@ def run_launch(args: argparse.Namespace) -> int:
     gpus_per_trial = plan.gpus_per_trial
     if gpus_per_trial < 0:  # default: a quarter of a card a trial where there are GPUs, so four share one
         gpus_per_trial = 0.25 if ray.cluster_resources().get("GPU", 0) > 0 else 0.0
-    plan = _replace(plan, gpus_per_trial=gpus_per_trial)
+    plan = replace(plan, gpus_per_trial=gpus_per_trial)
     concurrent = plan.max_concurrent or _trial_slots(plan, ray.cluster_resources())
     study.root.mkdir(parents=True, exist_ok=True)
     saved = json.loads((study.root / "study.json").read_text()) if (study.root / "study.json").exists() else {}
     # Continuing with fewer cells keeps the others planned: the report still lists every cell of the study.
     cells = [c.cell_id for c in sorted({Cell.from_id(i) for i in (*saved.get("cells", ()), *plan.cells)},
                                        key=_grid_order)]
-    plan = _replace(plan, created=saved.get("created") or plan.created)
+    plan = replace(plan, created=saved.get("created") or plan.created)
     loader = DataLoader(plan)
     data_name = "demo data" if plan.demo else f"the CSVs in {plan.input}"
     print(f"Study {plan.name!r} ({plan.profile}): {len(plan.cells)} cells on {data_name}, "
@@ -299,12 +303,6 @@ def _write_study_json(study: Study, plan: StudyPlan, loader: "DataLoader", cells
         "format": STUDY_FORMAT, "version": FORMAT_VERSION, "name": plan.name, "profile": plan.profile,
         "smote_method": plan.smote_method, "cells": cells, "seed": plan.search_seed, "data": data,
         "created": plan.created, "plan": json.loads(json.dumps(asdict(plan)))})
-
-
-def _replace(plan: StudyPlan, **changes) -> StudyPlan:
-    from dataclasses import replace
-
-    return replace(plan, **changes)
 
 
 def _quiet(verbose: bool) -> None:
@@ -384,8 +382,8 @@ class DataLoader:
 
         return ensure_demo(Path(self.plan.input) / "demo", rows=self.plan.demo_rows, seed=self.plan.data_seed)
 
-    def trainables(self, cell: Cell):
-        """(search trainable, final trainable, data) with the data bound through tune.with_parameters."""
+    def trainable(self, cell: Cell):
+        """(trainable, data): cell_trainable with the cell's data bound once through tune.with_parameters."""
         from ray import tune
 
         method = self.plan.oversample_method(cell)
@@ -398,10 +396,8 @@ class DataLoader:
             self.sources[cell.task] = data.source
             self.fingerprints[f"{cell.task}-{method}"] = data.fingerprint
             resources = {"cpu": self.plan.cpus_per_trial, "gpu": self.plan.gpus_per_trial}
-            ref = tune.with_parameters  # both trainables share one object-store copy of the data
-            search = tune.with_resources(ref(search_trainable, data=data), resources)
-            final = tune.with_resources(ref(final_trainable, data=data), resources)
-            self._trainables[key] = (search, final, data)
+            trainable = tune.with_resources(tune.with_parameters(cell_trainable, data=data), resources)
+            self._trainables[key] = (trainable, data)
         return self._trainables[key]
 
 
@@ -451,21 +447,28 @@ def run_cell(cell: Cell, plan: StudyPlan, study: Study, loader: DataLoader, numb
     total = len(plan.cells)
     started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
     started = time.perf_counter()
-    search_fn, final_fn, data = loader.trainables(cell)
+    trainable, data = loader.trainable(cell)
     base = base_config(cell, plan, study)
     max_epochs = plan.max_epochs[cell.task]
     batch_sizes = [b for b in BATCH_SIZES if b <= len(data.train.y)] or [len(data.train.y)]
     print(f"[{number}/{total}] {cell.cell_id}: searching ({plan.samples} samples, up to {max_epochs} epochs, "
           f"{len(data.train.y)} training beats)", flush=True)
     # Optuna over lr and batch size, ASHA on the validation metric; `val_metric` is the cell's selection metric.
-    space = {"lr": tune.loguniform(*LR_RANGE), "batch_size": tune.choice(batch_sizes), "base": base}
+    space = {"phase": "search", "lr": tune.loguniform(*LR_RANGE), "batch_size": tune.choice(batch_sizes),
+             "base": base}
     tune_config = tune.TuneConfig(
         search_alg=OptunaSearch(metric="val_metric", mode="max", seed=plan.search_seed),
         scheduler=ASHAScheduler(time_attr="training_iteration", metric="val_metric", mode="max", max_t=max_epochs,
                                 grace_period=plan.grace_period, reduction_factor=2),
         num_samples=plan.samples, max_concurrent_trials=concurrent, trial_dirname_creator=_trial_dirname)
-    search = _tuner(search_fn, f"{cell.cell_id}-search", study, plan, tune_config, space, verbose).fit()
+    search = _tuner(trainable, f"{cell.cell_id}-search", study, plan, tune_config, space, verbose).fit()
     trials, curve, best_config = _search_summary(search, max_epochs)
+    # The choice is made once: a restored search may rerun errored trials, but the seeds train what was chosen.
+    chosen_path = study.tune_dir / f"{cell.cell_id}-chosen.json"
+    if chosen_path.exists():
+        best_config = json.loads(chosen_path.read_text())
+    elif best_config is not None:
+        atomic.write_json(chosen_path, best_config)
     if best_config is None:
         errors = "; ".join(str(r.error).splitlines()[0] for r in search if r.error is not None)
         raise StudyError(f"every search trial of cell {cell.cell_id} failed; the first error: {errors[:300]} "
@@ -474,12 +477,12 @@ def run_cell(cell: Cell, plan: StudyPlan, study: Study, loader: DataLoader, numb
 
     final_base = {**base, **best_config}
     final_config = tune.TuneConfig(max_concurrent_trials=concurrent, trial_dirname_creator=_trial_dirname)
-    finals = _tuner(final_fn, f"{cell.cell_id}-final", study, plan, final_config,
-                    {"seed": tune.grid_search(list(plan.seeds)), "base": final_base}, verbose).fit()
+    finals = _tuner(trainable, f"{cell.cell_id}-final", study, plan, final_config,
+                    {"phase": "final", "seed": tune.grid_search(list(plan.seeds)), "base": final_base}, verbose).fit()
     seeds = []
     for result in finals:
         if result.error is not None or result.checkpoint is None:
-            raise StudyError(f"the final run of cell {cell.cell_id} (seed {result.config['seed']}) failed: "
+            raise StudyError(f"the final run of cell {cell.cell_id} (seed {(result.config or {}).get('seed')}) failed: "
                              f"{str(result.error).splitlines()[0][:300]}; run the same command again to continue.")
         seed = int(result.config["seed"])
         target = study.checkpoints_dir / cell.cell_id / f"seed{seed}"

@@ -171,6 +171,9 @@ def _load_state(path: Path, config: TrialConfig, data: TaskData) -> dict:
     if differences:
         raise ValueError(f"{path.parent} holds a trial with another config ({'; '.join(differences)}); "
                          "use another output folder to start a new trial.")
+    if state["epoch"] > config.epochs:
+        raise ValueError(f"{path.parent} holds a trial already trained for {state['epoch']} epochs, more than the "
+                         f"{config.epochs} asked for; ask for at least {state['epoch']} or use another folder.")
     if state["fingerprint"] != data.fingerprint:
         raise ValueError(f"{path.parent} holds a trial trained on other data (fingerprint {state['fingerprint'][:12]} "
                          f"vs {data.fingerprint[:12]}); use another output folder.")
@@ -233,6 +236,8 @@ def run_trial(config: TrialConfig, data: TaskData, out_dir: Path | str, *, repor
         atomic.write_json(out_dir / CONFIG_FILE, _describe(config, data, device, dtype))
         save_split_indices(data, out_dir / SPLITS_FILE)
 
+    if start_epoch <= config.epochs:
+        final_path.unlink(missing_ok=True)  # training more: an older final.json no longer describes the trial
     x_train = torch.tensor(data.train.x, dtype=torch.float32, device=device)  # copies: input may be read-only
     y_train = torch.tensor(data.train.y, dtype=torch.int64, device=device)
     x_val = torch.tensor(data.val.x, dtype=torch.float32, device=device)
@@ -247,8 +252,6 @@ def run_trial(config: TrialConfig, data: TaskData, out_dir: Path | str, *, repor
         if value > best["value"]:
             best = {"epoch": epoch, "value": value, "val": val}
             best_weights = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
-            save_checkpoint(out_dir / BEST_FILE, model, model_name=config.model, task=config.task,
-                            config=config.to_dict(), fingerprint=data.fingerprint, epoch=epoch, metrics=val)
             stale_epochs = 0
         else:
             stale_epochs += 1
@@ -272,6 +275,9 @@ def run_trial(config: TrialConfig, data: TaskData, out_dir: Path | str, *, repor
     stopped_early = len(history) < config.epochs
 
     model.load_state_dict(best_weights)
+    # Written once, from the state last.pt holds, so best.pt and final.json always describe the same epoch.
+    save_checkpoint(out_dir / BEST_FILE, model, model_name=config.model, task=config.task, config=config.to_dict(),
+                    fingerprint=data.fingerprint, epoch=best["epoch"], metrics=best["val"])
     test = None
     if evaluate_test:
         x_test = torch.tensor(data.test.x, dtype=torch.float32, device=device)
