@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 from bench._results import write_section
+from study.grid import PROFILES
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -73,7 +74,9 @@ def overhead_rows(work: Path) -> list[str]:
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
     rows = []
     try:
-        for label, rows_demo, limit in (("smoke profile data", 3000, 400), ("full size (87,554 rows)", 87554, None)):
+        smoke = PROFILES["smoke"]
+        for label, rows_demo, limit in (("smoke profile data", smoke.demo_rows, smoke.limit),
+                                        ("full size (87,554 rows)", 87554, None)):
             folder = ensure_demo(work / f"demo-{rows_demo}", rows=rows_demo, seed=0)
             data = prepare_task("arrhythmia", folder, seed=0, limit=limit)
             zero = tuner_seconds(zero_epoch_trainable, data, limit, work / "tune", f"zero-{rows_demo}")

@@ -86,7 +86,8 @@ def add_trial_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--precision", choices=PRECISIONS, default="auto",
                         help="auto (default): bf16 autocast where the GPU or CPU computes bf16 natively, else fp32")
     parser.add_argument("--out", type=Path, default=None,
-                        help="trial folder (default: runs/TASK-MODEL-OVERSAMPLE-INIT-sSEED); an existing one is continued")
+                        help="trial folder (default: runs/TASK-MODEL-OVERSAMPLE-INIT-sSEED); "
+                             "an existing one is continued")
     add_data_arguments(parser)
 
 

@@ -77,7 +77,8 @@ class TrialConfig:
         known = {field.name for field in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
-            raise ValueError(f"Unknown trial config keys: {', '.join(unknown)}; valid keys: {', '.join(sorted(known))}.")
+            raise ValueError(f"Unknown trial config keys: {', '.join(unknown)}; "
+                             f"valid keys: {', '.join(sorted(known))}.")
         return cls(**values)
 
     def replace(self, **changes) -> "TrialConfig":

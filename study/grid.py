@@ -79,7 +79,7 @@ class Profile:
 PROFILES = {
     # Every cell on a tiny budget: proves the whole pipeline in minutes on a laptop.
     "smoke": Profile(samples=2, max_epochs={"arrhythmia": 2, "mi": 2}, seeds=1, grace_period=1,
-                     demo_rows=2000, limit=300, patience=0),
+                     demo_rows=2000, limit=200, patience=0),
     # The original project's budgets (80 epochs arrhythmia, 600 MI) as ASHA's maximum.
     "paper": Profile(samples=16, max_epochs={"arrhythmia": 80, "mi": 600}, seeds=3, grace_period=10,
                      demo_rows=20000, limit=None, patience=0),
