@@ -46,7 +46,7 @@ def one_epoch_trainable(config: dict, data) -> None:
     from study.config import TrialConfig
     from study.trial import run_trial
 
-    trial = TrialConfig(epochs=1, batch_size=256, limit=config["limit"], data_seed=0)
+    trial = TrialConfig(epochs=1, batch_size=min(256, len(data.train.y)), limit=config["limit"], data_seed=0)
     work = Path(tune.get_context().get_trial_dir()) / "work"
     run_trial(trial, data, work, report=lambda row, _: tune.report({"val_metric": row["val_metric"]}),
               evaluate_test=False)
