@@ -10,11 +10,12 @@ counts as absent and is rebuilt.
 
 import json
 import os
-import uuid
 import warnings
 from pathlib import Path
 
 import numpy as np
+
+from data.files import atomic_write
 
 FORMAT = "ecg-data-cache"
 VERSION = 1
@@ -73,25 +74,18 @@ def _map_next(f, path: Path) -> np.ndarray:
 def write_entry(path: Path, arrays: dict[str, np.ndarray], key: dict, info: dict | None = None) -> bool:
     """Write an entry atomically and return True; on an unwritable cache folder warn and return False."""
     meta = {"format": FORMAT, "version": VERSION, "key": key, "arrays": list(arrays), **(info or {})}
-    tmp = path.with_name(f".{path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+    def write(tmp: Path) -> None:
         with open(tmp, "wb") as f:
             np.save(f, np.array(json.dumps(meta)), allow_pickle=False)
             for array in arrays.values():
                 np.save(f, np.ascontiguousarray(array), allow_pickle=False)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+
+    try:
+        atomic_write(path, write)
     except OSError as exc:
         warnings.warn(f"cache folder {path.parent} cannot be written ({exc.strerror or exc}); "
                       f"continuing without caching {path.name}", stacklevel=3)
         return False
-    finally:
-        try:
-            tmp.unlink(missing_ok=True)
-        except OSError:
-            pass
     return True
 
 

@@ -16,11 +16,11 @@ loader can tell demo data from the real set.
 import argparse
 import hashlib
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 
+from data.files import write_bytes
 from data.constants import (ARRHYTHMIA_CLASSES, BEAT_LEN, MITBIH_TEST, MITBIH_TRAIN, PTB_ABNORMAL,
                             PTB_NORMAL)
 
@@ -174,15 +174,6 @@ def format_rows(x: np.ndarray, y: np.ndarray) -> bytes:
     return text
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def demo_sizes(rows: int) -> dict[str, int]:
     """Rows of each file for a demo of `rows` mitbih_train rows (the real set's proportions)."""
     ptb = max(round(rows * PTB_RATIO), 4 * MIN_PER_CLASS)
@@ -208,10 +199,10 @@ def write_demo(out_dir, *, rows: int = DEFAULT_ROWS, seed: int = 0) -> dict[str,
         x, y = make_beats(kind, demo_sizes(rows)[name], np.random.default_rng(stream))
         text = format_rows(x, y)
         paths[name] = out / name
-        _atomic_write(paths[name], text)
+        write_bytes(paths[name], text)
         digests[name] = hashlib.sha256(text).hexdigest()
     manifest = {"generator": "data.demo", "rows": int(rows), "seed": int(seed), "sha256": digests}
-    _atomic_write(out / MANIFEST, (json.dumps(manifest, indent=1) + "\n").encode())
+    write_bytes(out / MANIFEST, (json.dumps(manifest, indent=1) + "\n").encode())
     return paths
 
 

@@ -11,7 +11,6 @@ data: it is reported as a CRLF copy, not as corruption, and loads as it is.
 """
 
 import argparse
-import os
 import shutil
 import sys
 import tempfile
@@ -19,6 +18,7 @@ from pathlib import Path
 
 from data.beats import content_sha256
 from data.constants import KAGGLE_DATASET, KAGGLE_FILES
+from data.files import atomic_write
 
 MANUAL = (f"or download the four CSVs by hand from https://www.kaggle.com/datasets/{KAGGLE_DATASET} "
           "into the input folder")
@@ -91,9 +91,7 @@ def download(to="input", *, expected: dict[str, tuple[int, str]] = KAGGLE_FILES,
                 found = sorted(folder.rglob(name))
                 if not found:
                     raise DownloadError(f"the downloaded data set in {folder} has no {name}")
-                tmp = to / f".{name}.part"
-                shutil.copyfile(found[0], tmp)
-                os.replace(tmp, to / name)
+                atomic_write(to / name, lambda tmp, src=found[0]: shutil.copyfile(src, tmp))
                 report[name] = verify_file(to / name, expected[name])
     bad = [sentence for status, sentence in report.values() if status not in ("ok", "crlf")]
     if bad:

@@ -46,6 +46,7 @@ from data.constants import (ARRHYTHMIA_CLASSES, BEAT_LEN, MI_CLASSES, MITBIH_TES
                             PTB_NORMAL, SAMPLE_RATE_HZ)
 
 from data import DataError
+from data.files import atomic_write, write_text
 
 DATABASES = ("mitdb", "ptbdb")
 SPLITS = ("intra", "inter")
@@ -333,19 +334,21 @@ def format_rows(x: np.ndarray, y: np.ndarray) -> str:
 def write_beats(path: Path, beats: Beats, class_names: tuple[str, ...], chunk: int = 4096) -> None:
     """Write `path` (Kaggle format) and `<stem>.beats.csv` beside it; both appear whole or not at all."""
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="\n") as f:
-        for start in range(0, len(beats), chunk):
-            f.write(format_rows(beats.x[start:start + chunk], beats.y[start:start + chunk]))
-    side = path.with_name(path.stem + ".beats.csv")
-    side_tmp = side.with_name(side.name + ".tmp")
-    with open(side_tmp, "w", newline="\n") as f:
-        f.write("row,record,sample,symbol,label\n")
-        f.writelines(f"{i},{r},{s},{sym},{class_names[c]}\n"
-                     for i, (r, s, sym, c) in enumerate(zip(beats.record, beats.sample.tolist(), beats.symbol,
-                                                            beats.y.tolist())))
-    tmp.replace(path)
-    side_tmp.replace(side)
+
+    def write_rows(tmp: Path) -> None:
+        with open(tmp, "w", newline="\n") as f:
+            for start in range(0, len(beats), chunk):
+                f.write(format_rows(beats.x[start:start + chunk], beats.y[start:start + chunk]))
+
+    def write_side(tmp: Path) -> None:
+        with open(tmp, "w", newline="\n") as f:
+            f.write("row,record,sample,symbol,label\n")
+            f.writelines(f"{i},{r},{s},{sym},{class_names[c]}\n"
+                         for i, (r, s, sym, c) in enumerate(zip(beats.record, beats.sample.tolist(), beats.symbol,
+                                                                beats.y.tolist())))
+
+    atomic_write(path, write_rows)
+    atomic_write(path.with_name(path.stem + ".beats.csv"), write_side)
 
 
 def counts(y: np.ndarray, class_names: tuple[str, ...]) -> dict[str, int]:
@@ -392,7 +395,7 @@ def build(db: str, records: Path, out: Path, split: str = "intra", seed: int = 0
         write_beats(out / name, part, classes)
         summary["files"][name] = {"rows": len(part), "counts": counts(part.y, classes),
                                   "records": sorted(set(part.record.tolist()))}
-    (out / "physionet_build.json").write_text(json.dumps(summary, indent=1) + "\n")
+    write_text(out / "physionet_build.json", json.dumps(summary, indent=1) + "\n")
     return summary
 
 

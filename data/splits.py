@@ -25,6 +25,7 @@ from sklearn.model_selection import train_test_split
 
 from data import cache
 from data.beats import BeatFile, DataError, load_beat_file
+from data.files import atomic_write, write_text
 from data.constants import (BEAT_LEN, KAGGLE_FILES, MITBIH_TEST, MITBIH_TRAIN, OVERSAMPLING, PTB_ABNORMAL,
                             PTB_NORMAL, TASK_CLASSES, TASK_FILES, TASKS)
 from data.demo import MANIFEST as DEMO_MANIFEST
@@ -141,21 +142,17 @@ def prepare_task(task: str, input_dir="input", *, seed: int = 0, val_fraction: f
 
 def save_split_indices(data: TaskData, path) -> Path:
     """Write the source rows of every split (JSON, or .npz by suffix) so a result traces to its exact split."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     info = {"format": "ecg-split-indices", "version": 1, "task": data.task, "fingerprint": data.fingerprint,
             "source": data.source, "seed": data.seed, "val_fraction": data.val_fraction,
             "oversample": data.oversample, "pools": data.pools,
             "note": "0-based rows of each split's pool; -1 marks a synthetic oversampled beat"}
     splits = {"train": data.train.index, "val": data.val.index, "test": data.test.index}
-    tmp = path.with_name(path.name + ".tmp")
-    if path.suffix == ".npz":
-        with open(tmp, "wb") as f:
-            np.savez(f, info=np.array(json.dumps(info)), **splits)
-    else:
-        tmp.write_text(json.dumps({**info, **{k: v.tolist() for k, v in splits.items()}}) + "\n")
-    tmp.replace(path)
-    return path
+    if Path(path).suffix == ".npz":
+        def write(tmp: Path) -> None:
+            with open(tmp, "wb") as f:
+                np.savez(f, info=np.array(json.dumps(info)), **splits)
+        return atomic_write(path, write)
+    return write_text(path, json.dumps({**info, **{k: v.tolist() for k, v in splits.items()}}) + "\n")
 
 
 def describe_source(input_dir: Path, files: dict[str, BeatFile]) -> str:

@@ -22,7 +22,6 @@ import dataclasses
 import json
 import os
 import re
-import uuid
 import warnings
 from pathlib import Path
 from typing import Any
@@ -31,6 +30,7 @@ import torch
 from torch import nn
 
 from data.constants import TASKS
+from data.files import atomic_write
 from models.common import body_parameters, is_head_key, unwrap
 from models.registry import MODEL_NAMES, NUM_OUTPUTS, build_model, check_model_name, check_task
 
@@ -90,21 +90,7 @@ def save_checkpoint(path, model: nn.Module, *, model_name: str, task: str, confi
     checkpoint = {"format": FORMAT, "version": VERSION, "model": model_name, "task": task,
                   "state_dict": state, "config": _plain(config, "config"), "fingerprint": fingerprint,
                   "epoch": epoch, "metrics": _plain(metrics, "metrics")}
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # A unique name beside the target, so concurrent writers never share a temp file and os.replace stays on
-    # one file system; "xb" (unlike mkstemp) keeps the usual permissions.
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
-    try:
-        with open(tmp, "xb") as f:
-            torch.save(checkpoint, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write(path, lambda tmp: torch.save(checkpoint, tmp))
 
 
 # ---------------------------------------------------------------------------------------------- loading

@@ -1,0 +1,41 @@
+"""Atomic file writes, shared by every package: a reader sees the old file or the new one, never half of one."""
+
+import json
+import os
+import uuid
+from pathlib import Path
+from typing import Callable
+
+
+def atomic_write(path: Path | str, write: Callable[[Path], None]) -> Path:
+    """Call ``write(tmp)`` on a temporary file beside ``path``, flush it to disk, then rename it over ``path``.
+
+    The temporary name is unique (pid and a random part), so concurrent writers never share one, and it sits
+    in the target's folder, so the rename stays on one file system. It is created like any file (not with
+    mkstemp's owner-only mode), so results on shared storage stay readable by the cluster's other users.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:12]}.tmp")
+    try:
+        write(tmp)
+        with open(tmp, "rb+") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_bytes(path: Path | str, data: bytes) -> Path:
+    return atomic_write(path, lambda tmp: tmp.write_bytes(data))
+
+
+def write_text(path: Path | str, text: str) -> Path:
+    return atomic_write(path, lambda tmp: tmp.write_text(text))
+
+
+def write_json(path: Path | str, obj) -> Path:
+    """JSON with sorted keys and no NaN (which is not JSON), so files diff cleanly and parse anywhere."""
+    return write_text(path, json.dumps(obj, indent=2, sort_keys=True, allow_nan=False) + "\n")
