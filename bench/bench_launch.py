@@ -71,7 +71,7 @@ def overhead_rows(work: Path) -> list[str]:
 
     from data import ensure_demo, prepare_task
 
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
     rows = []
     try:
         smoke = PROFILES["smoke"]

@@ -24,10 +24,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from data.constants import TASKS
-from study import io as atomic
 from study.config import TrialConfig
 from study.grid import (BATCH_SIZES, CELL_OVERSAMPLING, INITS, LR_RANGE, MODELS, PROFILES, SMOTE_METHODS, Cell,
                         make_grid)
+from study.storage import Storage, is_uri
 from study.trial import BEST_FILE, EPOCHS_FILE, FINAL_FILE, LAST_FILE, run_trial
 
 CELL_FORMAT, STUDY_FORMAT, FORMAT_VERSION = "ecg-study-cell", "ecg-study", 1
@@ -142,37 +142,38 @@ def cell_trainable(config: dict, data) -> None:
 
 
 class Study:
-    """A study folder: RESULTS/NAME/{study.json, manifest.json, cells/*.json, checkpoints/, tune/}."""
+    """A study folder: RESULTS/NAME/{study.json, manifest.json, cells/*.json, checkpoints/, tune/}.
 
-    def __init__(self, root: Path):
-        self.root = root
-        self.cells_dir = root / "cells"
-        self.tune_dir = root / "tune"
-        self.checkpoints_dir = root / "checkpoints"
+    RESULTS is a local folder (shared by all nodes on a cluster) or a URI such as s3://bucket/results.
+    """
 
-    def cell_path(self, cell: Cell) -> Path:
-        return self.cells_dir / f"{cell.cell_id}.json"
+    def __init__(self, store: Storage):
+        self.store = store
+        self.location = store.location
+
+    @staticmethod
+    def cell_file(cell: Cell) -> str:
+        return f"cells/{cell.cell_id}.json"
 
     def read_cell(self, cell: Cell) -> dict | None:
-        path = self.cell_path(cell)
-        if not path.exists():
-            return None
-        try:
-            result = json.loads(path.read_text())
-        except json.JSONDecodeError as error:
-            raise ValueError(f"{path} is not valid JSON ({error}); move it away to run the cell again.") from None
-        if result.get("format") != CELL_FORMAT or result.get("version") != FORMAT_VERSION:
-            raise ValueError(f"{path} is not a cell result of format {CELL_FORMAT} v{FORMAT_VERSION}.")
+        result = self.store.read_json(self.cell_file(cell))
+        if result is not None and (result.get("format") != CELL_FORMAT or result.get("version") != FORMAT_VERSION):
+            raise ValueError(f"{self.store.ref(self.cell_file(cell))} is not a cell result of format "
+                             f"{CELL_FORMAT} v{FORMAT_VERSION}.")
         return result
 
     def manifest(self) -> dict:
-        path = self.root / "manifest.json"
-        return json.loads(path.read_text()) if path.exists() else {"transfer_sources": {}}
+        return self.store.read_json("manifest.json") or {"transfer_sources": {}}
 
     def record_source(self, cell: Cell, checkpoint: str) -> None:
         manifest = self.manifest()
         manifest["transfer_sources"][f"{cell.model}-{cell.oversample}"] = checkpoint
-        atomic.write_json(self.root / "manifest.json", manifest)
+        self.store.write_json("manifest.json", manifest)
+
+    def tune_storage(self, experiment: str | None = None) -> tuple[str, object]:
+        """(path, pyarrow file system or None) of tune/ or of one experiment in it, as Ray Tune takes them."""
+        tune = self.store.child("tune")
+        return (tune.child(experiment) if experiment else tune).tune_storage()
 
 
 def resolve_plan(args: argparse.Namespace) -> StudyPlan:
@@ -227,23 +228,24 @@ def _has_real_data(input_dir: Path, tasks: set[str]) -> bool:
 
 def _check_same_plan(study: Study, plan: StudyPlan) -> None:
     """A study folder belongs to one plan: continuing it with other settings would mix two studies' numbers."""
-    path = study.root / "study.json"
-    if not path.exists():
+    saved = (study.store.read_json("study.json") or {"plan": {}}).get("plan")
+    if saved == {}:
         return
-    saved = json.loads(path.read_text()).get("plan")
     if not isinstance(saved, dict):
-        raise ValueError(f"{path} records no study plan; move the folder away or use another --name.")
+        raise ValueError(f"{study.store.ref('study.json')} records no study plan; move the folder away or use "
+                         "another --name.")
     current = json.loads(json.dumps(asdict(plan)))
     keys = [k for k in current if k not in ("created", "cells", "max_concurrent", "cpus_per_trial", "gpus_per_trial")]
     differences = [f"{k}: {saved.get(k)!r} -> {current[k]!r}" for k in keys if saved.get(k) != current[k]]
     if differences:
-        raise ValueError(f"{study.root} holds study {plan.name!r} with other settings ({'; '.join(differences)}); "
+        raise ValueError(f"{study.location} holds study {plan.name!r} with other settings ({'; '.join(differences)}); "
                          "use --name to start a new study, or the same flags to continue this one.")
 
 
 def run_launch(args: argparse.Namespace) -> int:
     plan = resolve_plan(args)
-    study = Study(Path(args.results).resolve() / plan.name)
+    results = args.results if is_uri(args.results) else Path(args.results).resolve()
+    study = Study(Storage.at(results).child(plan.name))
     _check_same_plan(study, plan)
     import ray
 
@@ -254,8 +256,8 @@ def run_launch(args: argparse.Namespace) -> int:
         gpus_per_trial = 0.25 if ray.cluster_resources().get("GPU", 0) > 0 else 0.0
     plan = replace(plan, gpus_per_trial=gpus_per_trial)
     concurrent = plan.max_concurrent or _trial_slots(plan, ray.cluster_resources())
-    study.root.mkdir(parents=True, exist_ok=True)
-    saved = json.loads((study.root / "study.json").read_text()) if (study.root / "study.json").exists() else {}
+    study.store.makedirs()
+    saved = study.store.read_json("study.json") or {}
     # Continuing with fewer cells keeps the others planned: the report still lists every cell of the study.
     cells = [c.cell_id for c in sorted({Cell.from_id(i) for i in (*saved.get("cells", ()), *plan.cells)},
                                        key=_grid_order)]
@@ -263,7 +265,7 @@ def run_launch(args: argparse.Namespace) -> int:
     loader = DataLoader(plan)
     data_name = "demo data" if plan.demo else f"the CSVs in {plan.input}"
     print(f"Study {plan.name!r} ({plan.profile}): {len(plan.cells)} cells on {data_name}, "
-          f"{plan.samples} samples a cell, {len(plan.seeds)} seed(s); results in {study.root}", flush=True)
+          f"{plan.samples} samples a cell, {len(plan.seeds)} seed(s); results in {study.location}", flush=True)
     started = time.perf_counter()
     _write_study_json(study, plan, loader, cells)
     for number, cell_id in enumerate(plan.cells, 1):
@@ -279,7 +281,7 @@ def run_launch(args: argparse.Namespace) -> int:
     print(f"Study {plan.name!r} finished in {time.perf_counter() - started:.0f} s.", flush=True)
     from study.report import summary_table
 
-    print(summary_table(study.root))
+    print(summary_table(study.store))
     return 0
 
 
@@ -291,15 +293,14 @@ def _grid_order(cell: Cell) -> tuple:
 
 def _write_study_json(study: Study, plan: StudyPlan, loader: "DataLoader", cells: list[str]) -> None:
     """The study's settings, and what each data set it loaded was (kaggle, demo, a PhysioNet split ...)."""
-    path = study.root / "study.json"
-    data = json.loads(path.read_text()).get("data", {}) if path.exists() else {}
+    data = (study.store.read_json("study.json") or {}).get("data", {})
     data.update({"source": "demo" if plan.demo else data.get("source", "input"), "input": plan.input,
                  "limit": plan.limit})
     data.setdefault("sources", {}).update(loader.sources)
     data.setdefault("fingerprints", {}).update(loader.fingerprints)
     if data["sources"]:
         data["source"] = "; ".join(f"{task}: {src}" for task, src in sorted(data["sources"].items()))
-    atomic.write_json(path, {
+    study.store.write_json("study.json", {
         "format": STUDY_FORMAT, "version": FORMAT_VERSION, "name": plan.name, "profile": plan.profile,
         "smote_method": plan.smote_method, "cells": cells, "seed": plan.search_seed, "data": data,
         "created": plan.created, "plan": json.loads(json.dumps(asdict(plan)))})
@@ -418,12 +419,14 @@ def _tuner(trainable, name: str, study: Study, plan: StudyPlan, tune_config, par
     """A new Tuner, or the interrupted one restored from its experiment folder."""
     from ray import tune
 
-    path = study.tune_dir / name
-    if tune.Tuner.can_restore(str(path)):
-        print(f"    continuing the interrupted run in {path}", flush=True)
-        return tune.Tuner.restore(str(path), trainable=trainable, resume_errored=True, param_space=param_space)
+    path, filesystem = study.tune_storage(name)
+    if tune.Tuner.can_restore(path, storage_filesystem=filesystem):
+        print(f"    continuing the interrupted run in {study.store.ref('tune/' + name)}", flush=True)
+        return tune.Tuner.restore(path, trainable=trainable, resume_errored=True, param_space=param_space,
+                                  storage_filesystem=filesystem)
+    storage_path, filesystem = study.tune_storage()
     run_config = tune.RunConfig(
-        name=name, storage_path=str(study.tune_dir), verbose=1 if verbose else 0,
+        name=name, storage_path=storage_path, storage_filesystem=filesystem, verbose=1 if verbose else 0,
         failure_config=tune.FailureConfig(max_failures=3),
         checkpoint_config=tune.CheckpointConfig(num_to_keep=2))
     return tune.Tuner(trainable, param_space=param_space, tune_config=tune_config, run_config=run_config)
@@ -464,15 +467,16 @@ def run_cell(cell: Cell, plan: StudyPlan, study: Study, loader: DataLoader, numb
     search = _tuner(trainable, f"{cell.cell_id}-search", study, plan, tune_config, space, verbose).fit()
     trials, curve, best_config = _search_summary(search, max_epochs)
     # The choice is made once: a restored search may rerun errored trials, but the seeds train what was chosen.
-    chosen_path = study.tune_dir / f"{cell.cell_id}-chosen.json"
-    if chosen_path.exists():
-        best_config = json.loads(chosen_path.read_text())
+    chosen_file = f"tune/{cell.cell_id}-chosen.json"
+    chosen = study.store.read_json(chosen_file)
+    if chosen is not None:
+        best_config = chosen
     elif best_config is not None:
-        atomic.write_json(chosen_path, best_config)
+        study.store.write_json(chosen_file, best_config)
     if best_config is None:
         errors = "; ".join(str(r.error).splitlines()[0] for r in search if r.error is not None)
         raise StudyError(f"every search trial of cell {cell.cell_id} failed; the first error: {errors[:300]} "
-                         f"(see {study.tune_dir / (cell.cell_id + '-search')}); fix it and run the same command "
+                         f"(see {study.store.ref('tune/' + cell.cell_id + '-search')}); fix it and run the same command "
                          "again to continue.")
 
     final_base = {**base, **best_config}
@@ -485,14 +489,13 @@ def run_cell(cell: Cell, plan: StudyPlan, study: Study, loader: DataLoader, numb
             raise StudyError(f"the final run of cell {cell.cell_id} (seed {(result.config or {}).get('seed')}) failed: "
                              f"{str(result.error).splitlines()[0][:300]}; run the same command again to continue.")
         seed = int(result.config["seed"])
-        target = study.checkpoints_dir / cell.cell_id / f"seed{seed}"
+        target = f"checkpoints/{cell.cell_id}/seed{seed}"
         with result.checkpoint.as_directory() as saved:
             final = json.loads((Path(saved) / FINAL_FILE).read_text())
-            target.mkdir(parents=True, exist_ok=True)
             for name in (BEST_FILE, FINAL_FILE, EPOCHS_FILE):
-                atomic.atomic_write(target / name, lambda tmp, src=Path(saved) / name: shutil.copyfile(src, tmp))
+                study.store.put_file(Path(saved) / name, f"{target}/{name}")
         seeds.append({"seed": seed, "epochs_run": final["epochs_run"], "best_epoch": final["best_epoch"],
-                      "val": final["val"], "test": final["test"], "checkpoint": str(target / BEST_FILE)})
+                      "val": final["val"], "test": final["test"], "checkpoint": study.store.ref(f"{target}/{BEST_FILE}")})
     seeds.sort(key=lambda s: s["seed"])
     key = "f1" if cell.task == "mi" else "macro_f1"
     best_seed = max(seeds, key=lambda s: s["val"][key])  # chosen on validation, like everything else
@@ -509,7 +512,7 @@ def run_cell(cell: Cell, plan: StudyPlan, study: Study, loader: DataLoader, numb
         "best_checkpoint": best_seed["checkpoint"], "data_fingerprint": data.fingerprint,
         "started": started_at, "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
-    atomic.write_json(study.cell_path(cell), result)
+    study.store.write_json(study.cell_file(cell), result)
     tests = [s["test"][key] for s in seeds]
     mean = sum(tests) / len(tests)
     print(f"[{number}/{total}] {cell.cell_id}: done in {result['wall_time_s']:.0f} s: "
@@ -536,6 +539,8 @@ def _search_summary(search, max_epochs: int) -> tuple[list[dict], list[dict], di
     """Every trial's hyperparameters and best validation metric; the best trial's curve and config."""
     trials, best, best_frame = [], None, None
     for result in search:
+        if not result.config:  # failed before it started (its worker could not even import it): nothing to record
+            continue
         frame = result.metrics_dataframe
         has_metric = frame is not None and "val_metric" in frame
         value = float(frame["val_metric"].max()) if has_metric else None

@@ -30,6 +30,7 @@ from tabulate import tabulate
 from data.constants import ARRHYTHMIA_CLASSES, MI_CLASSES, TASKS
 from study.grid import CELL_OVERSAMPLING, INITS, MODELS, make_grid
 from study.metrics import harmonic_mean
+from study.storage import LocalStorage, Storage, is_uri
 
 STUDY_FORMAT, STUDY_VERSION = "ecg-study", 1
 CELL_FORMAT, CELL_VERSION = "ecg-study-cell", 1
@@ -146,7 +147,7 @@ class Cell:
 
 @dataclass
 class Study:
-    directory: Path
+    directory: str  # the folder or URI it was read from, as given
     name: str
     info: dict  # study.json, or {} when missing or unreadable
     manifest: dict
@@ -197,10 +198,11 @@ def _number(obj, key, where: str, kind=float):
     return kind(value)
 
 
-def _read_json(path: Path, problems: list[str], what: str) -> dict | None:
+def _read_json(store: Storage, rel: str, problems: list[str], what: str) -> dict | None:
     """The parsed file, or None with one sentence in ``problems`` when it cannot be parsed."""
+    path = store.ref(rel)
     try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
+        doc = json.loads(store.read_text(rel))
     except (OSError, UnicodeDecodeError) as error:
         problems.append(f"{path} could not be read ({error.__class__.__name__}: {error}); {what}.")
         return None
@@ -213,7 +215,7 @@ def _read_json(path: Path, problems: list[str], what: str) -> dict | None:
     return doc
 
 
-def _check_format(doc: dict, path: Path, expected: tuple[str, int], problems: list[str], what: str) -> bool:
+def _check_format(doc: dict, path: str, expected: tuple[str, int], problems: list[str], what: str) -> bool:
     fmt, version = doc.get("format"), doc.get("version")
     if fmt != expected[0]:
         problems.append(f"{path} has format {fmt!r}, not {expected[0]!r}, so it is not a file this report "
@@ -307,21 +309,25 @@ def _sort_key(cell: Cell):
             rank(cell.init, INITS), cell.cell_id)
 
 
-def load_study(study_dir: Path | str) -> Study:
-    """Read a study folder; problems with single files are collected, a folder that is not a study raises."""
-    study_dir = Path(study_dir)
-    if not study_dir.is_dir():
-        raise FileNotFoundError(f"{study_dir} is not a folder; pass a study folder such as results/smoke.")
-    study_path, cells_dir = study_dir / "study.json", study_dir / "cells"
-    if not study_path.exists() and not cells_dir.is_dir():
-        raise FileNotFoundError(f"{study_dir} has neither study.json nor a cells/ folder, so it is not a study "
+def load_study(study_dir: Path | str | Storage) -> Study:
+    """Read a study folder (local, or a URI such as s3://bucket/results/smoke); problems with single files are
+    collected, a folder that is not a study raises."""
+    store = study_dir if isinstance(study_dir, Storage) else Storage.at(study_dir)
+    where = store.location
+    if isinstance(store, LocalStorage) and not store.root.is_dir():
+        raise FileNotFoundError(f"{where} is not a folder; pass a study folder such as results/smoke.")
+    cell_files = store.list("cells", ".json")
+    has_info = store.exists("study.json")
+    if not has_info and not cell_files and not store.exists("cells"):
+        raise FileNotFoundError(f"{where} has neither study.json nor a cells/ folder, so it is not a study "
                                 "folder; pass one such as results/smoke.")
     problems: list[str] = []
     notes: list[str] = []
 
     info: dict = {}
-    if study_path.exists():
-        doc = _read_json(study_path, problems, "the planned cells are taken to be the full grid")
+    study_path = store.ref("study.json")
+    if has_info:
+        doc = _read_json(store, "study.json", problems, "the planned cells are taken to be the full grid")
         if doc is not None and _check_format(doc, study_path, (STUDY_FORMAT, STUDY_VERSION), problems,
                                              "the planned cells are taken to be the full grid"):
             info = doc
@@ -334,9 +340,8 @@ def load_study(study_dir: Path | str) -> Study:
     planned_ids = [str(c) for c in planned] if planned is not None else full_grid()
 
     manifest: dict = {}
-    manifest_path = study_dir / "manifest.json"
-    if manifest_path.exists():
-        manifest = _read_json(manifest_path, problems, "the transfer sources are not listed") or {}
+    if store.exists("manifest.json"):
+        manifest = _read_json(store, "manifest.json", problems, "the transfer sources are not listed") or {}
 
     cells: dict[str, Cell] = {}
     for cell_id in planned_ids:
@@ -345,9 +350,10 @@ def load_study(study_dir: Path | str) -> Study:
         except ValueError as error:
             problems.append(f"{study_path} plans a cell that this report cannot place: {error}")
 
-    files = sorted(cells_dir.glob("*.json")) if cells_dir.is_dir() else []
-    for path in files:
-        cell_id = path.stem
+    for file_name in cell_files:
+        rel = f"cells/{file_name}"
+        path = store.ref(rel)
+        cell_id = file_name.removesuffix(".json")
         try:
             cell = cells.get(cell_id) or Cell(cell_id, *parse_cell_id(cell_id), planned=False)
         except ValueError as error:
@@ -355,7 +361,7 @@ def load_study(study_dir: Path | str) -> Study:
             continue
         cells[cell_id] = cell
         what = "that cell is reported as unreadable"
-        doc = _read_json(path, problems, what)
+        doc = _read_json(store, rel, problems, what)
         if doc is None or not _check_format(doc, path, (CELL_FORMAT, CELL_VERSION), problems, what):
             cell.status = UNREADABLE
             continue
@@ -371,8 +377,9 @@ def load_study(study_dir: Path | str) -> Study:
     if extra and planned is not None:
         notes.append(f"cells/ holds results for cells that study.json does not plan, reported too: "
                      f"{', '.join(sorted(extra))}.")
-    name = str(info.get("name") or study_dir.resolve().name)
-    return Study(study_dir, name, info, manifest if isinstance(manifest, dict) else {},
+    default_name = store.root.resolve().name if isinstance(store, LocalStorage) else where.partition("?")[0].rsplit("/", 1)[-1]
+    name = str(info.get("name") or default_name)
+    return Study(where, name, info, manifest if isinstance(manifest, dict) else {},
                  sorted(cells.values(), key=_sort_key), problems, notes)
 
 
@@ -610,7 +617,7 @@ def summary_rows(study: Study) -> list[list[str]]:
     return rows
 
 
-def summary_table(study_dir: Path | str, *, problems: bool = True) -> str:
+def summary_table(study_dir: Path | str | Storage, *, problems: bool = True) -> str:
     """A compact text table of a study's cells, for the launcher to print when a study ends."""
     study = load_study(study_dir)
     done = sum(c.ok for c in study.cells)
@@ -956,7 +963,7 @@ def write_plots(study: Study, out_dir: Path) -> dict[str, Path]:
 
 @dataclass
 class ReportResult:
-    study_dir: Path
+    study_dir: str  # the folder or URI read
     out_dir: Path
     report_path: Path
     tables: dict[str, Table]
@@ -973,7 +980,7 @@ def _header(study: Study) -> list[str]:
     waiting = sum(c.status == NO_RESULT for c in study.cells)
     bad = sum(c.status == UNREADABLE for c in study.cells)
     lines = [f"# Study report: {study.name}", "",
-             f"Rebuilt by `python -m study report` from the files in `{study.directory.as_posix()}`; "
+             f"Rebuilt by `python -m study report` from the files in `{study.directory}`; "
              "nothing was retrained. Every figure is a test-set percentage unless marked val.", ""]
     facts = []
     if info:
@@ -1016,15 +1023,16 @@ def render_report(study: Study, tables: list[Table], found: list[str], plots: di
     return "\n".join(lines).rstrip("\n") + "\n"
 
 
-def build_report(study_dir: Path | str, out_dir: Path | str | None = None, *, plots: bool = True,
+def build_report(study_dir: Path | str | Storage, out_dir: Path | str | None = None, *, plots: bool = True,
                  quiet: bool = False) -> ReportResult:
     """Write report.md, each table as .md and .csv, and the plots; return what was written and found.
 
-    ``out_dir`` defaults to ``<study_dir>/report``. Problems (unreadable files) are listed in the report and,
-    unless ``quiet``, printed on stderr; they do not stop the rest of the report.
+    ``out_dir`` defaults to ``<study_dir>/report`` for a local study and to ``results/<name>-report`` (a
+    local folder) for one read from a URI. Problems (unreadable files) are listed in the report and, unless
+    ``quiet``, printed on stderr; they do not stop the rest of the report.
     """
     study = load_study(study_dir)
-    out = Path(out_dir) if out_dir is not None else Path(study_dir) / "report"
+    out = Path(out_dir) if out_dir is not None else default_out_dir(study_dir, study.name)
     out.mkdir(parents=True, exist_ok=True)
     for problem in study.problems if not quiet else ():
         print(f"report: {problem}", file=sys.stderr)
@@ -1039,8 +1047,15 @@ def build_report(study_dir: Path | str, out_dir: Path | str | None = None, *, pl
     found = findings(study)
     report_path = out / "report.md"
     report_path.write_text(render_report(study, tables, found, plot_paths), encoding="utf-8")
-    return ReportResult(Path(study_dir), out, report_path, {t.name: t for t in tables}, table_paths,
+    return ReportResult(study.directory, out, report_path, {t.name: t for t in tables}, table_paths,
                         plot_paths, found, list(study.problems))
+
+
+def default_out_dir(study_dir: Path | str | Storage, name: str) -> Path:
+    """STUDY/report for a local study; results/NAME-report here for a study read from a URI."""
+    if isinstance(study_dir, Storage):
+        study_dir = study_dir.location
+    return Path("results") / f"{name}-report" if is_uri(study_dir) else Path(study_dir) / "report"
 
 
 def latest_study(root: Path | str = "results") -> Path:
@@ -1060,14 +1075,16 @@ def latest_study(root: Path | str = "results") -> Path:
 
 
 def add_report_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("study_dir", nargs="?", type=Path, default=None,
-                        help="study folder, e.g. results/smoke (default: the most recently changed one under results/)")
-    parser.add_argument("--out", type=Path, default=None, help="output folder (default: STUDY_DIR/report)")
+    parser.add_argument("study_dir", nargs="?", default=None,
+                        help="study folder, e.g. results/smoke, or a URI such as s3://bucket/results/smoke "
+                             "(default: the most recently changed folder under results/)")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="output folder (default: STUDY_DIR/report; results/NAME-report for a URI)")
     parser.add_argument("--no-plots", action="store_true", help="tables and findings only")
 
 
 def run_report(args: argparse.Namespace) -> int:
-    study_dir = args.study_dir if args.study_dir is not None else latest_study()
+    study_dir = Storage.at(args.study_dir if args.study_dir is not None else latest_study())
     result = build_report(study_dir, args.out, plots=not args.no_plots)
     print(summary_table(study_dir, problems=False), end="")  # build_report printed them on stderr
     written = len(result.table_paths) * 2 + len(result.plots)

@@ -19,6 +19,7 @@ import csv
 import io
 import json
 import platform
+import tempfile
 import time
 from pathlib import Path
 from typing import Callable
@@ -28,11 +29,12 @@ import torch
 from torch import nn
 
 from data import TaskData, save_split_indices
-from models import (body_parameters, build_model, build_transfer_model, head_parameters, load_checkpoint,
-                    load_weights, save_checkpoint)
+from models import (CheckpointError, body_parameters, build_model, build_transfer_model, head_parameters,
+                    load_checkpoint, load_weights, save_checkpoint)
 from study import io as atomic
 from study.config import TrialConfig
 from study.metrics import classification_metrics, flat_metrics, selection_value
+from study.storage import fetch, is_uri
 
 CONFIG_FILE, EPOCHS_FILE, FINAL_FILE = "config.json", "metrics.csv", "final.json"
 BEST_FILE, LAST_FILE, SPLITS_FILE = "best.pt", "last.pt", "splits.npz"
@@ -89,11 +91,26 @@ def build_trial_model(config: TrialConfig) -> nn.Module:
     """A fresh model, an MI model transferred from an arrhythmia checkpoint, or a warm start of the same task."""
     if not config.is_transfer:
         return build_model(config.model, config.task)
+    checkpoint = read_init(config.init)
     if config.task == "mi":
-        return build_transfer_model(config.model, config.init, config.transfer_mode)
+        return build_transfer_model(config.model, checkpoint, config.transfer_mode)
     model = build_model(config.model, config.task)
-    load_weights(model, load_checkpoint(config.init))
+    load_weights(model, checkpoint)
     return model
+
+
+def read_init(init: str) -> dict:
+    """The checkpoint ``init`` names: a local path, or a URI (a study whose results are on s3://, ...),
+    fetched into a temporary folder first. Messages name ``init`` as given."""
+    if not is_uri(init):
+        return load_checkpoint(init)
+    with tempfile.TemporaryDirectory() as folder:
+        local = fetch(init, Path(folder))
+        try:
+            checkpoint = load_checkpoint(local)
+        except CheckpointError as error:
+            raise CheckpointError(str(error).replace(str(local), init)) from None
+    return {**checkpoint, "path": init}
 
 
 def make_optimizer(model: nn.Module, config: TrialConfig) -> torch.optim.Optimizer:

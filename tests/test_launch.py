@@ -25,7 +25,7 @@ def local_ray():
     """A fresh Ray instance on loopback with 2 CPUs, shut down after the test."""
     import ray
 
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
     yield ray
     ray.shutdown()
 
@@ -81,7 +81,7 @@ def test_four_half_gpu_trials_share_two_gpus_at_once(tmp_path):
     import ray
 
     # No real GPU is needed: Ray schedules by the GPUs it is told about; the trials then run on the CPU.
-    ray.init(num_cpus=4, num_gpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    ray.init(address="local", num_cpus=4, num_gpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
     try:
         code = launch(tmp_path, "--tasks", "arrhythmia", "--models", "cnet", "--oversample", "none",
                       "--samples", "4", "--max-epochs", "3", "--limit", "1500", "--seeds", "1",
@@ -101,7 +101,7 @@ def test_a_trial_that_crashes_once_is_retried_from_its_checkpoint(tmp_path, monk
 
     marker = tmp_path / "crashed"
     monkeypatch.setenv("ECG_STUDY_CRASH_ONCE", f"{marker}:2")  # workers inherit it from ray.init
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
     try:
         code = launch(tmp_path, "--tasks", "arrhythmia", "--models", "cnet", "--oversample", "none",
                       "--samples", "1", "--max-epochs", "4", "--limit", "300", "--seeds", "1", "--name", "crash")

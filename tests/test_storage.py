@@ -1,0 +1,158 @@
+"""Study files on a local folder or on S3 (a moto S3 server on loopback stands in for AWS)."""
+
+import json
+import logging
+import os
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from study.cli import main
+from study.storage import LocalStorage, RemoteStorage, Storage, fetch, is_uri
+
+AWS_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
+           "AWS_EC2_METADATA_DISABLED": "true"}
+
+
+@pytest.fixture(scope="module")
+def s3():
+    """An S3 endpoint on 127.0.0.2 with an empty bucket "study"; the AWS SDK (pyarrow's too) finds it through
+    AWS_ENDPOINT_URL, and Ray workers started afterwards inherit it."""
+    boto3 = pytest.importorskip("boto3")
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request otherwise
+    server = ThreadedMotoServer(ip_address="127.0.0.2", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    env = {**AWS_ENV, "AWS_ENDPOINT_URL": f"http://{host}:{port}"}
+    saved = {key: os.environ.get(key) for key in env}
+    os.environ.update(env)
+    boto3.client("s3").create_bucket(Bucket="study")
+    yield "s3://study"
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+    server.stop()
+
+
+def objects(prefix: str) -> list[str]:
+    """Every object key under an s3:// prefix, relative to it."""
+    import pyarrow.fs
+
+    fs, base = pyarrow.fs.FileSystem.from_uri(prefix)
+    infos = fs.get_file_info(pyarrow.fs.FileSelector(base, recursive=True, allow_not_found=True))
+    return sorted(i.path[len(base) + 1:] for i in infos if i.type == pyarrow.fs.FileType.File)
+
+
+def test_uris_and_local_paths_are_told_apart():
+    assert is_uri("s3://bucket/x") and is_uri("gs://b/x") and is_uri("hdfs://host/x")
+    assert not is_uri("results") and not is_uri("/abs/results") and not is_uri("file:///abs/results")
+    assert not is_uri("C:\\results")
+    assert isinstance(Storage.at("file:///tmp/x"), LocalStorage) and Storage.at("file:///tmp/x").location == "/tmp/x"
+
+
+@pytest.mark.parametrize("where", ["local", "s3"])
+def test_a_storage_reads_writes_lists_and_names_its_files(where, tmp_path, request):
+    location = str(tmp_path / "study") if where == "local" else request.getfixturevalue("s3") + f"/{tmp_path.name}"
+    store = Storage.at(location).child("smoke")
+    assert store.read_json("study.json") is None and not store.exists("study.json")
+    store.makedirs()
+    store.write_json("cells/a.json", {"b": 1, "a": [1.5]})
+    store.write_text("cells/notes.txt", "x")
+    (tmp_path / "best.pt").write_bytes(b"\x00weights")
+    store.put_file(tmp_path / "best.pt", "checkpoints/a/seed0/best.pt")
+    assert store.read_json("cells/a.json") == {"a": [1.5], "b": 1}
+    assert store.read_text("cells/a.json") == '{\n  "a": [\n    1.5\n  ],\n  "b": 1\n}\n'
+    assert store.list("cells", ".json") == ["a.json"] and store.list("nothing") == []
+    ref = store.ref("checkpoints/a/seed0/best.pt")
+    assert ref == (f"{location}/smoke/checkpoints/a/seed0/best.pt" if where == "s3"
+                   else str(tmp_path / "study" / "smoke" / "checkpoints" / "a" / "seed0" / "best.pt"))
+    assert fetch(ref, tmp_path / "fetched").read_bytes() == b"\x00weights"
+    store.write_text("cells/bad.json", "{not json")
+    with pytest.raises(ValueError, match=r"cells/bad.json is not valid JSON"):
+        store.read_json("cells/bad.json")
+    # A second storage opened from the reference string sees the same files (what other nodes do).
+    assert Storage.at(store.location).read_json("cells/a.json") == {"a": [1.5], "b": 1}
+    if where == "local":
+        assert not list((tmp_path / "study").rglob("*.tmp"))
+
+
+def test_bad_locations_fail_with_a_sentence(s3, tmp_path):
+    with pytest.raises(ValueError, match=r"cannot open nosuch://x/y: .*give a local folder or a URI such as s3://"):
+        Storage.at("nosuch://x/y")
+    missing = Storage.at("s3://no-such-bucket/results")
+    with pytest.raises(OSError, match=r"could not write s3://no-such-bucket/results/study.json: .*no-such-bucket"):
+        missing.write_json("study.json", {})
+    with pytest.raises(FileNotFoundError, match=r"s3://study/none/best.pt does not exist"):
+        fetch(f"{s3}/none/best.pt", tmp_path)
+
+
+@pytest.mark.slow
+def test_a_study_with_results_on_s3_runs_resumes_transfers_and_reports(s3, tmp_path, monkeypatch, capsys):
+    import ray
+
+    from models import load_checkpoint
+
+    marker = tmp_path / "crashed"
+    monkeypatch.setenv("ECG_STUDY_CRASH_ONCE", f"{marker}:1")  # the first trial crashes once, after epoch 1
+    results = f"{s3}/runs"
+    flags = ["launch", "--profile", "smoke", "--input", str(tmp_path / "input"), "--results", results,
+             "--name", "remote", "--tasks", "arrhythmia,mi", "--models", "cnet", "--oversample", "none",
+             "--limit", "150", "--samples", "1", "--max-epochs", "2", "--seeds", "1"]
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    monkeypatch.chdir(tmp_path)  # after ray.init (workers start in its folder): to see that nothing lands here
+    try:
+        assert main(flags) == 0
+        first = capsys.readouterr().out
+        assert main(flags) == 0  # the same command again: every cell is found done on S3
+        again = capsys.readouterr().out
+    finally:
+        ray.shutdown()
+    assert marker.exists(), "the injected crash did not happen"
+    assert f"results in {s3}/runs/remote" in first
+    assert again.count("done earlier, kept") == 3
+
+    files = objects(f"{s3}/runs/remote")
+    cells = ["arrhythmia-cnet-none-scratch", "mi-cnet-none-scratch", "mi-cnet-none-transfer"]
+    assert {"study.json", "manifest.json"} <= set(files)
+    assert [f for f in files if f.startswith("cells/")] == [f"cells/{c}.json" for c in cells]
+    for cell in cells:
+        assert {f"checkpoints/{cell}/seed0/{name}" for name in ("best.pt", "final.json", "metrics.csv")} <= set(files)
+        assert any(f.startswith(f"tune/{cell}-search/") for f in files)
+    assert not (tmp_path / "results").exists(), "a study on S3 writes nothing into the local results folder"
+
+    store = Storage.at(f"{s3}/runs/remote")
+    assert isinstance(store, RemoteStorage)
+    source = store.read_json("cells/arrhythmia-cnet-none-scratch.json")
+    transfer = store.read_json("cells/mi-cnet-none-transfer.json")
+    # The crashed trial was retried from its checkpoint on S3: each epoch reported once, in two attempts.
+    progress = [f for f in files if f.startswith("tune/arrhythmia-cnet-none-scratch-search/") and
+                f.endswith("progress.csv")]
+    assert len(progress) == 1
+    frame = pd.read_csv(fetch(f"{s3}/runs/remote/{progress[0]}", tmp_path / "progress"))
+    assert frame["epoch"].tolist() == [1, 2] and frame["attempt_started_at"].nunique() == 2
+
+    # The transfer cell started from the source cell's best checkpoint, named by its s3:// URI.
+    assert source["best_checkpoint"] == f"{s3}/runs/remote/checkpoints/arrhythmia-cnet-none-scratch/seed0/best.pt"
+    assert transfer["cell"]["transfer_source"] == source["best_checkpoint"]
+    assert store.read_json("manifest.json")["transfer_sources"] == {"cnet-none": source["best_checkpoint"]}
+    body = load_checkpoint(fetch(source["best_checkpoint"], tmp_path / "source"))["state_dict"]
+    learned = load_checkpoint(fetch(transfer["best_checkpoint"], tmp_path / "transfer"))["state_dict"]
+    frozen = [k for k in body if not k.startswith(("fc1.", "fc2."))]
+    assert frozen and all(torch.equal(body[k], learned[k]) for k in frozen)
+
+    # The report reads the study from S3 and writes here, by default into results/NAME-report.
+    assert main(["report", f"{s3}/runs/remote", "--no-plots"]) == 0
+    out = capsys.readouterr().out
+    report = Path("results") / "remote-report"
+    assert f"report: {report / 'report.md'}" in out
+    table = pd.read_csv(report / "cells.csv")
+    assert list(zip(table["task"], table["model"], table["init"])) == [
+        ("arrhythmia", "cnet", "scratch"), ("mi", "cnet", "scratch"), ("mi", "cnet", "transfer (frozen)")]
+    assert f"`{s3}/runs/remote`" in (report / "report.md").read_text()
+    assert json.loads(store.read_text("study.json"))["name"] == "remote"
