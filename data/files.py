@@ -1,10 +1,19 @@
 """Atomic file writes, shared by every package: a reader sees the old file or the new one, never half of one."""
 
+import contextlib
 import json
 import os
 import uuid
 from pathlib import Path
 from typing import Callable
+
+
+class WriteError(OSError):
+    """A file that could not be written (a full disk, a folder without write permission ...), said as one
+    sentence that names the file the caller asked for, not the temporary file the failure happened in."""
+
+    def __str__(self) -> str:
+        return f"could not write {self.filename}: {self.strerror} (any earlier version of it is unchanged)"
 
 
 def atomic_write(path: Path | str, write: Callable[[Path], None]) -> Path:
@@ -13,17 +22,22 @@ def atomic_write(path: Path | str, write: Callable[[Path], None]) -> Path:
     The temporary name is unique (pid and a random part), so concurrent writers never share one, and it sits
     in the target's folder, so the rename stays on one file system. It is created like any file (not with
     mkstemp's owner-only mode), so results on shared storage stay readable by the cluster's other users.
+    An OSError on the way (ENOSPC, EACCES, EFBIG ...) is raised as a WriteError naming ``path``; the
+    temporary file is removed, and a file already at ``path`` is left as it was.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:12]}.tmp")
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         write(tmp)
         with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
+    except BaseException as error:
+        with contextlib.suppress(OSError):  # a folder that refused the write may refuse the removal too
+            tmp.unlink(missing_ok=True)
+        if isinstance(error, OSError) and not isinstance(error, WriteError):
+            raise WriteError(error.errno, error.strerror or str(error), str(path)) from error
         raise
     return path
 

@@ -12,6 +12,7 @@ import traceback
 from pathlib import Path
 
 from data.constants import OVERSAMPLING, TASKS
+from data.files import WriteError
 from study import launch, report
 from study.config import DEVICES, PRECISIONS, TRANSFER_MODES, TrialConfig
 
@@ -159,7 +160,10 @@ def main(argv: list[str] | None = None) -> int:
         # Our own errors are one clear sentence; the traceback is for -v.
         if args.verbose:
             traceback.print_exc()
-        print(f"error: {error}", file=sys.stderr)
+        again = ""
+        if isinstance(error, WriteError) and args.command in ("trial", "launch"):
+            again = "; fix that and run the same command again to continue where it stopped"
+        print(f"error: {error}{again}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

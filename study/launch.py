@@ -98,8 +98,10 @@ def _reporter(extra_files: tuple[str, ...] = ()):
     import ray
 
     crash = os.environ.get(CRASH_ENV)
-    # Where and when this attempt ran: the cell's record shows trials sharing GPUs, nodes and time.
-    where = {"node_ip": ray.util.get_node_ip_address(), "attempt_started_at": time.time()}
+    # Where and when this attempt ran: the cell's record shows trials sharing GPUs, nodes and time. Nodes on
+    # one machine (or behind one NAT) can share an IP, so the node's id tells them apart.
+    where = {"node_ip": ray.util.get_node_ip_address(), "node_id": ray.get_runtime_context().get_node_id(),
+             "attempt_started_at": time.time()}
 
     def report(row: dict, out_dir: Path) -> None:
         with tempfile.TemporaryDirectory() as tmp:
@@ -474,8 +476,8 @@ def run_cell(cell: Cell, plan: StudyPlan, study: Study, loader: DataLoader, numb
     elif best_config is not None:
         study.store.write_json(chosen_file, best_config)
     if best_config is None:
-        errors = "; ".join(str(r.error).splitlines()[0] for r in search if r.error is not None)
-        raise StudyError(f"every search trial of cell {cell.cell_id} failed; the first error: {errors[:300]} "
+        error = next((_trial_error(r.error) for r in search if r.error is not None), "none recorded")
+        raise StudyError(f"every search trial of cell {cell.cell_id} failed; the first error: {error} "
                          f"(see {study.store.ref('tune/' + cell.cell_id + '-search')}); fix it and run the same command "
                          "again to continue.")
 
@@ -487,7 +489,7 @@ def run_cell(cell: Cell, plan: StudyPlan, study: Study, loader: DataLoader, numb
     for result in finals:
         if result.error is not None or result.checkpoint is None:
             raise StudyError(f"the final run of cell {cell.cell_id} (seed {(result.config or {}).get('seed')}) failed: "
-                             f"{str(result.error).splitlines()[0][:300]}; run the same command again to continue.")
+                             f"{_trial_error(result.error)}; run the same command again to continue.")
         seed = int(result.config["seed"])
         target = f"checkpoints/{cell.cell_id}/seed{seed}"
         with result.checkpoint.as_directory() as saved:
@@ -495,7 +497,8 @@ def run_cell(cell: Cell, plan: StudyPlan, study: Study, loader: DataLoader, numb
             for name in (BEST_FILE, FINAL_FILE, EPOCHS_FILE):
                 study.store.put_file(Path(saved) / name, f"{target}/{name}")
         seeds.append({"seed": seed, "epochs_run": final["epochs_run"], "best_epoch": final["best_epoch"],
-                      "val": final["val"], "test": final["test"], "checkpoint": study.store.ref(f"{target}/{BEST_FILE}")})
+                      "val": final["val"], "test": final["test"], "checkpoint": study.store.ref(f"{target}/{BEST_FILE}"),
+                      **_whereabouts(result.metrics_dataframe)})
     seeds.sort(key=lambda s: s["seed"])
     key = "f1" if cell.task == "mi" else "macro_f1"
     best_seed = max(seeds, key=lambda s: s["val"][key])  # chosen on validation, like everything else
@@ -522,12 +525,22 @@ def run_cell(cell: Cell, plan: StudyPlan, study: Study, loader: DataLoader, numb
     return result
 
 
+def _trial_error(error) -> str:
+    """What went wrong in a trial, in one line: the exception Ray wrapped (a RayTaskError's cause, e.g.
+    "could not write .../last.pt: No space left on device"), not Ray's first line, which names its actor."""
+    cause = getattr(error, "cause", None) or error
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(cause)).strip()  # Ray colours its own lines
+    return (text.splitlines() or [type(cause).__name__])[0][:500]
+
+
 def _whereabouts(frame) -> dict:
-    """When a trial ran (first attempt's start to last report, unix seconds) and on which node(s)."""
+    """When a trial ran (first attempt's start to last report, unix seconds) and on which node(s): their IPs,
+    and their Ray node ids in the order the trial reported from them (a retry elsewhere adds one at the end)."""
     if frame is None or "reported_at" not in frame:
-        return {"started_at": None, "finished_at": None, "nodes": []}
+        return {"started_at": None, "finished_at": None, "nodes": [], "node_ids": []}
+    node_ids = frame["node_id"].dropna() if "node_id" in frame else []  # absent in results of older versions
     return {"started_at": float(frame["attempt_started_at"].min()), "finished_at": float(frame["reported_at"].max()),
-            "nodes": sorted(set(frame["node_ip"].dropna()))}
+            "nodes": sorted(set(frame["node_ip"].dropna())), "node_ids": list(dict.fromkeys(node_ids))}
 
 
 def _trial_dirname(trial) -> str:
