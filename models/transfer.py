@@ -19,6 +19,7 @@ From the command line (models/__main__.py):
 """
 
 import dataclasses
+import io
 import json
 import os
 import re
@@ -30,7 +31,7 @@ import torch
 from torch import nn
 
 from data.constants import TASKS
-from data.files import atomic_write
+from data.files import write_bytes
 from models.common import body_parameters, is_head_key, unwrap
 from models.registry import MODEL_NAMES, NUM_OUTPUTS, build_model, check_model_name, check_task
 
@@ -72,6 +73,14 @@ def _reference_shapes(name: str, task: str) -> dict[str, tuple[int, ...]]:
         return {k: tuple(v.shape) for k, v in build_model(name, task).state_dict().items()}
 
 
+def save_torch(path: Path | str, obj) -> Path:
+    """torch.save into memory, then one atomic write: a full disk then raises data.files.WriteError naming
+    ``path`` (ENOSPC, EFBIG ...), where torch's own file writer raises a RuntimeError about zip record positions."""
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    return write_bytes(path, buffer.getvalue())
+
+
 def save_checkpoint(path, model: nn.Module, *, model_name: str, task: str, config, fingerprint: str,
                     epoch: int, metrics) -> Path:
     """Write `model`'s weights with what produced them; atomic (temp file + os.replace), tensors on CPU."""
@@ -90,7 +99,7 @@ def save_checkpoint(path, model: nn.Module, *, model_name: str, task: str, confi
     checkpoint = {"format": FORMAT, "version": VERSION, "model": model_name, "task": task,
                   "state_dict": state, "config": _plain(config, "config"), "fingerprint": fingerprint,
                   "epoch": epoch, "metrics": _plain(metrics, "metrics")}
-    return atomic_write(path, lambda tmp: torch.save(checkpoint, tmp))
+    return save_torch(path, checkpoint)
 
 
 # ---------------------------------------------------------------------------------------------- loading

@@ -14,7 +14,7 @@ import re
 import shutil
 from pathlib import Path, PurePosixPath
 
-from data.files import atomic_write, write_text
+from data.files import WriteError, atomic_write, write_text
 
 # "s3://", "gs://", "hdfs://" ...; two letters at least, so a Windows drive ("C:\\") is not taken for a scheme.
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]+)://")
@@ -104,7 +104,10 @@ class LocalStorage(Storage):
             if folder.is_dir() else []
 
     def makedirs(self) -> None:
-        self.root.mkdir(parents=True, exist_ok=True)
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise WriteError(error.errno, error.strerror or str(error), str(self.root)) from None
 
 
 class RemoteStorage(Storage):
