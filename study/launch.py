@@ -5,7 +5,8 @@
     python -m study launch --profile paper --address auto --results /mnt/shared/results   # a Ray cluster
 
 Each cell (task x model x oversampling x init) gets its own Tuner: OptunaSearch over learning rate and
-batch size, ASHA stopping poor trials on the validation metric. The best trial's hyperparameters are
+batch size, successive halving (study/scheduler.py: ASHA decided in proposal order, so the same seeds give the
+same study) stopping poor trials on the validation metric. The best trial's hyperparameters are
 then trained again with K seeds, and only those runs are evaluated on the test split. One JSON per cell
 lands in RESULTS/NAME/cells/; re-running the same command continues where it stopped.
 """
@@ -414,14 +415,21 @@ def base_config(cell: Cell, plan: StudyPlan, study: Study) -> dict:
                        data_seed=plan.data_seed, limit=plan.limit, patience=plan.patience).to_dict()
 
 
-def _tuner(trainable, name: str, study: Study, plan: StudyPlan, tune_config, param_space: dict, verbose: bool):
-    """A new Tuner, or the interrupted one restored from its experiment folder."""
+def _tuner(trainable, name: str, study: Study, plan: StudyPlan, tune_config, param_space: dict, verbose: bool,
+           state_files: tuple[Path, ...] = ()):
+    """A new Tuner, or the interrupted one restored from its experiment folder.
+
+    ``state_files`` belong to this Tuner (the scheduler's rungs): a new Tuner starts without them, since a run
+    killed before Tune saved its first state leaves files that describe trials the new run will not have.
+    """
     from ray import tune
 
     path = study.tune_dir / name
     if tune.Tuner.can_restore(str(path)):
         print(f"    continuing the interrupted run in {path}", flush=True)
         return tune.Tuner.restore(str(path), trainable=trainable, resume_errored=True, param_space=param_space)
+    for stale in state_files:
+        stale.unlink(missing_ok=True)
     run_config = tune.RunConfig(
         name=name, storage_path=str(study.tune_dir), verbose=1 if verbose else 0,
         failure_config=tune.FailureConfig(max_failures=3),
@@ -441,8 +449,9 @@ def _trial_slots(plan: StudyPlan, resources: dict) -> int:
 def run_cell(cell: Cell, plan: StudyPlan, study: Study, loader: DataLoader, number: int, concurrent: int,
              verbose: bool) -> dict:
     from ray import tune
-    from ray.tune.schedulers import ASHAScheduler
     from ray.tune.search.optuna import OptunaSearch
+
+    from study.scheduler import OrderedASHA
 
     total = len(plan.cells)
     started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
@@ -453,15 +462,19 @@ def run_cell(cell: Cell, plan: StudyPlan, study: Study, loader: DataLoader, numb
     batch_sizes = [b for b in BATCH_SIZES if b <= len(data.train.y)] or [len(data.train.y)]
     print(f"[{number}/{total}] {cell.cell_id}: searching ({plan.samples} samples, up to {max_epochs} epochs, "
           f"{len(data.train.y)} training beats)", flush=True)
-    # Optuna over lr and batch size, ASHA on the validation metric; `val_metric` is the cell's selection metric.
+    # Optuna over lr and batch size, successive halving on the validation metric; `val_metric` is the cell's
+    # selection metric. The rungs are decided in proposal order and kept in a file, so neither which trial
+    # finishes an epoch first nor a restore changes which trials are stopped.
     space = {"phase": "search", "lr": tune.loguniform(*LR_RANGE), "batch_size": tune.choice(batch_sizes),
              "base": base}
+    rungs_path = study.tune_dir / f"{cell.cell_id}-rungs.json"
     tune_config = tune.TuneConfig(
         search_alg=OptunaSearch(metric="val_metric", mode="max", seed=plan.search_seed),
-        scheduler=ASHAScheduler(time_attr="training_iteration", metric="val_metric", mode="max", max_t=max_epochs,
-                                grace_period=plan.grace_period, reduction_factor=2),
+        scheduler=OrderedASHA(rungs_path, metric="val_metric", mode="max", time_attr="epoch", max_t=max_epochs,
+                              grace_period=plan.grace_period, reduction_factor=2),
         num_samples=plan.samples, max_concurrent_trials=concurrent, trial_dirname_creator=_trial_dirname)
-    search = _tuner(trainable, f"{cell.cell_id}-search", study, plan, tune_config, space, verbose).fit()
+    search = _tuner(trainable, f"{cell.cell_id}-search", study, plan, tune_config, space, verbose,
+                    state_files=(rungs_path,)).fit()
     trials, curve, best_config = _search_summary(search, max_epochs)
     # The choice is made once: a restored search may rerun errored trials, but the seeds train what was chosen.
     chosen_path = study.tune_dir / f"{cell.cell_id}-chosen.json"
@@ -532,10 +545,21 @@ def _trial_dirname(trial) -> str:
     return f"trial_{trial.trial_id}"
 
 
+def _proposal_number(result) -> float:
+    """The order the searcher proposed a trial in (Tune's experiment tag "N_..."); a trial ID is random, and a
+    restored ResultGrid lists trials newest first."""
+    number = str(result.metrics.get("experiment_tag", "")).partition("_")[0]
+    return int(number) if number.isdigit() else float("inf")
+
+
 def _search_summary(search, max_epochs: int) -> tuple[list[dict], list[dict], dict | None]:
-    """Every trial's hyperparameters and best validation metric; the best trial's curve and config."""
+    """Every trial's hyperparameters and best validation metric; the best trial's curve and config.
+
+    Trials are taken in proposal order, and a tie goes to the earlier-proposed trial, so the same search
+    chooses the same configuration whether it ran straight through or was restored.
+    """
     trials, best, best_frame = [], None, None
-    for result in search:
+    for result in sorted(search, key=lambda r: (_proposal_number(r), r.metrics.get("trial_id", ""))):
         frame = result.metrics_dataframe
         has_metric = frame is not None and "val_metric" in frame
         value = float(frame["val_metric"].max()) if has_metric else None
@@ -546,7 +570,6 @@ def _search_summary(search, max_epochs: int) -> tuple[list[dict], list[dict], di
                        "failed": result.error is not None, **_whereabouts(frame)})
         if value is not None and (best is None or value > best[0]):
             best, best_frame = (value, result.config), frame
-    trials.sort(key=lambda t: t["trial_id"])
     if best is None:
         return trials, [], None
     curve = [{"epoch": int(row.epoch), "train_loss": float(row.train_loss), "val_metric": float(row.val_metric)}
