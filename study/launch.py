@@ -78,10 +78,16 @@ class StudyPlan:
 
 
 def _restore_work_dir() -> Path:
-    """The trial's local folder, refilled from Tune's last checkpoint when the trial is a retry or a restore."""
+    """The trial's local folder, refilled from Tune's last checkpoint when the trial is a retry or a restore.
+
+    It lies in Tune's trial working directory (under Ray's session folder on the worker's node), which nothing
+    copies. get_trial_dir() is the driver's staging folder of the trial instead: on the driver's node the driver
+    copies it into the results folder at every experiment sync, half-written temporary files included, and
+    never removes what it copied there.
+    """
     from ray import tune
 
-    work = Path(tune.get_context().get_trial_dir()) / "work"
+    work = Path(tune.get_context().get_storage().trial_working_directory) / "work"
     # Exactly Tune's checkpoint or nothing: files a failed attempt wrote after its last report are not trusted.
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
@@ -246,6 +252,7 @@ def run_launch(args: argparse.Namespace) -> int:
     plan = resolve_plan(args)
     study = Study(Path(args.results).resolve() / plan.name)
     _check_same_plan(study, plan)
+    _remove_stale_temporaries(study.root)
     import ray
 
     _quiet(args.verbose)
@@ -282,6 +289,19 @@ def run_launch(args: argparse.Namespace) -> int:
 
     print(summary_table(study.root))
     return 0
+
+
+# data.files.atomic_write's temporary files: .NAME.PID.RANDOM.tmp beside the file being written.
+_TEMPORARY = re.compile(r"\..+\.\d+\.[0-9a-f]{12}\.tmp")
+
+
+def _remove_stale_temporaries(root: Path) -> None:
+    """Delete the half-written files of a driver killed mid-write. A study has one driver at a time, so when
+    one starts no write of this study is in flight, and no such file will ever be renamed into place."""
+    if root.is_dir():
+        for path in root.rglob("*.tmp"):
+            if _TEMPORARY.fullmatch(path.name) and path.is_file():
+                path.unlink(missing_ok=True)
 
 
 def _grid_order(cell: Cell) -> tuple:
