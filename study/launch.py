@@ -5,7 +5,8 @@
     python -m study launch --profile paper --address auto --results /mnt/shared/results   # a Ray cluster
 
 Each cell (task x model x oversampling x init) gets its own Tuner: OptunaSearch over learning rate and
-batch size, ASHA stopping poor trials on the validation metric. The best trial's hyperparameters are
+batch size, successive halving (study/scheduler.py: ASHA decided in proposal order, so the same seeds give the
+same study) stopping poor trials on the validation metric. The best trial's hyperparameters are
 then trained again with K seeds, and only those runs are evaluated on the test split. One JSON per cell
 lands in RESULTS/NAME/cells/; re-running the same command continues where it stopped.
 """
@@ -27,7 +28,7 @@ from data.constants import TASKS
 from study.config import TrialConfig
 from study.grid import (BATCH_SIZES, CELL_OVERSAMPLING, INITS, LR_RANGE, MODELS, PROFILES, SMOTE_METHODS, Cell,
                         make_grid)
-from study.storage import Storage, is_uri
+from study.storage import LocalStorage, Storage, is_uri
 from study.trial import BEST_FILE, EPOCHS_FILE, FINAL_FILE, LAST_FILE, run_trial
 
 CELL_FORMAT, STUDY_FORMAT, FORMAT_VERSION = "ecg-study-cell", "ecg-study", 1
@@ -77,10 +78,16 @@ class StudyPlan:
 
 
 def _restore_work_dir() -> Path:
-    """The trial's local folder, refilled from Tune's last checkpoint when the trial is a retry or a restore."""
+    """The trial's local folder, refilled from Tune's last checkpoint when the trial is a retry or a restore.
+
+    It lies in Tune's trial working directory (under Ray's session folder on the worker's node), which nothing
+    copies. get_trial_dir() is the driver's staging folder of the trial instead: on the driver's node the driver
+    copies it into the results folder at every experiment sync, half-written temporary files included, and
+    never removes what it copied there.
+    """
     from ray import tune
 
-    work = Path(tune.get_context().get_trial_dir()) / "work"
+    work = Path(tune.get_context().get_storage().trial_working_directory) / "work"
     # Exactly Tune's checkpoint or nothing: files a failed attempt wrote after its last report are not trusted.
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
@@ -249,6 +256,8 @@ def run_launch(args: argparse.Namespace) -> int:
     results = args.results if is_uri(args.results) else Path(args.results).resolve()
     study = Study(Storage.at(results).child(plan.name))
     _check_same_plan(study, plan)
+    if isinstance(study.store, LocalStorage):  # an object store has no half-written files: a PUT is whole
+        _remove_stale_temporaries(study.store.root)
     import ray
 
     _quiet(args.verbose)
@@ -285,6 +294,19 @@ def run_launch(args: argparse.Namespace) -> int:
 
     print(summary_table(study.store))
     return 0
+
+
+# data.files.atomic_write's temporary files: .NAME.PID.RANDOM.tmp beside the file being written.
+_TEMPORARY = re.compile(r"\..+\.\d+\.[0-9a-f]{12}\.tmp")
+
+
+def _remove_stale_temporaries(root: Path) -> None:
+    """Delete the half-written files of a driver killed mid-write. A study has one driver at a time, so when
+    one starts no write of this study is in flight, and no such file will ever be renamed into place."""
+    if root.is_dir():
+        for path in root.rglob("*.tmp"):
+            if _TEMPORARY.fullmatch(path.name) and path.is_file():
+                path.unlink(missing_ok=True)
 
 
 def _grid_order(cell: Cell) -> tuple:
@@ -417,8 +439,13 @@ def base_config(cell: Cell, plan: StudyPlan, study: Study) -> dict:
                        data_seed=plan.data_seed, limit=plan.limit, patience=plan.patience).to_dict()
 
 
-def _tuner(trainable, name: str, study: Study, plan: StudyPlan, tune_config, param_space: dict, verbose: bool):
-    """A new Tuner, or the interrupted one restored from its experiment folder."""
+def _tuner(trainable, name: str, study: Study, plan: StudyPlan, tune_config, param_space: dict, verbose: bool,
+           state_files: tuple[str, ...] = ()):
+    """A new Tuner, or the interrupted one restored from its experiment folder.
+
+    ``state_files`` belong to this Tuner (the scheduler's rungs): a new Tuner starts without them, since a run
+    killed before Tune saved its first state leaves files that describe trials the new run will not have.
+    """
     from ray import tune
 
     path, filesystem = study.tune_storage(name)
@@ -426,6 +453,8 @@ def _tuner(trainable, name: str, study: Study, plan: StudyPlan, tune_config, par
         print(f"    continuing the interrupted run in {study.store.ref('tune/' + name)}", flush=True)
         return tune.Tuner.restore(path, trainable=trainable, resume_errored=True, param_space=param_space,
                                   storage_filesystem=filesystem)
+    for stale in state_files:
+        study.store.delete(stale)
     storage_path, filesystem = study.tune_storage()
     run_config = tune.RunConfig(
         name=name, storage_path=storage_path, storage_filesystem=filesystem, verbose=1 if verbose else 0,
@@ -446,8 +475,9 @@ def _trial_slots(plan: StudyPlan, resources: dict) -> int:
 def run_cell(cell: Cell, plan: StudyPlan, study: Study, loader: DataLoader, number: int, concurrent: int,
              verbose: bool) -> dict:
     from ray import tune
-    from ray.tune.schedulers import ASHAScheduler
     from ray.tune.search.optuna import OptunaSearch
+
+    from study.scheduler import OrderedASHA
 
     total = len(plan.cells)
     started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
@@ -458,15 +488,19 @@ def run_cell(cell: Cell, plan: StudyPlan, study: Study, loader: DataLoader, numb
     batch_sizes = [b for b in BATCH_SIZES if b <= len(data.train.y)] or [len(data.train.y)]
     print(f"[{number}/{total}] {cell.cell_id}: searching ({plan.samples} samples, up to {max_epochs} epochs, "
           f"{len(data.train.y)} training beats)", flush=True)
-    # Optuna over lr and batch size, ASHA on the validation metric; `val_metric` is the cell's selection metric.
+    # Optuna over lr and batch size, successive halving on the validation metric; `val_metric` is the cell's
+    # selection metric. The rungs are decided in proposal order and kept in a file, so neither which trial
+    # finishes an epoch first nor a restore changes which trials are stopped.
     space = {"phase": "search", "lr": tune.loguniform(*LR_RANGE), "batch_size": tune.choice(batch_sizes),
              "base": base}
+    rungs_file = f"tune/{cell.cell_id}-rungs.json"
     tune_config = tune.TuneConfig(
         search_alg=OptunaSearch(metric="val_metric", mode="max", seed=plan.search_seed),
-        scheduler=ASHAScheduler(time_attr="training_iteration", metric="val_metric", mode="max", max_t=max_epochs,
-                                grace_period=plan.grace_period, reduction_factor=2),
+        scheduler=OrderedASHA(study.store, rungs_file, metric="val_metric", mode="max", time_attr="epoch", max_t=max_epochs,
+                              grace_period=plan.grace_period, reduction_factor=2),
         num_samples=plan.samples, max_concurrent_trials=concurrent, trial_dirname_creator=_trial_dirname)
-    search = _tuner(trainable, f"{cell.cell_id}-search", study, plan, tune_config, space, verbose).fit()
+    search = _tuner(trainable, f"{cell.cell_id}-search", study, plan, tune_config, space, verbose,
+                    state_files=(rungs_file,)).fit()
     trials, curve, best_config = _search_summary(search, max_epochs)
     # The choice is made once: a restored search may rerun errored trials, but the seeds train what was chosen.
     chosen_file = f"tune/{cell.cell_id}-chosen.json"
@@ -548,10 +582,21 @@ def _trial_dirname(trial) -> str:
     return f"trial_{trial.trial_id}"
 
 
+def _proposal_number(result) -> float:
+    """The order the searcher proposed a trial in (Tune's experiment tag "N_..."); a trial ID is random, and a
+    restored ResultGrid lists trials newest first."""
+    number = str(result.metrics.get("experiment_tag", "")).partition("_")[0]
+    return int(number) if number.isdigit() else float("inf")
+
+
 def _search_summary(search, max_epochs: int) -> tuple[list[dict], list[dict], dict | None]:
-    """Every trial's hyperparameters and best validation metric; the best trial's curve and config."""
+    """Every trial's hyperparameters and best validation metric; the best trial's curve and config.
+
+    Trials are taken in proposal order, and a tie goes to the earlier-proposed trial, so the same search
+    chooses the same configuration whether it ran straight through or was restored.
+    """
     trials, best, best_frame = [], None, None
-    for result in search:
+    for result in sorted(search, key=lambda r: (_proposal_number(r), r.metrics.get("trial_id", ""))):
         if not result.config:  # failed before it started (its worker could not even import it): nothing to record
             continue
         frame = result.metrics_dataframe
@@ -564,7 +609,6 @@ def _search_summary(search, max_epochs: int) -> tuple[list[dict], list[dict], di
                        "failed": result.error is not None, **_whereabouts(frame)})
         if value is not None and (best is None or value > best[0]):
             best, best_frame = (value, result.config), frame
-    trials.sort(key=lambda t: t["trial_id"])
     if best is None:
         return trials, [], None
     curve = [{"epoch": int(row.epoch), "train_loss": float(row.train_loss), "val_metric": float(row.val_metric)}

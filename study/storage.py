@@ -94,6 +94,10 @@ class LocalStorage(Storage):
     def write_text(self, rel: str, text: str) -> None:
         write_text(self.path(rel), text)
 
+    def delete(self, rel: str) -> None:
+        """Remove a file if it is there."""
+        self.path(rel).unlink(missing_ok=True)
+
     def put_file(self, local: Path, rel: str) -> None:
         atomic_write(self.path(rel), lambda tmp: shutil.copyfile(local, tmp))
 
@@ -176,6 +180,11 @@ class RemoteStorage(Storage):
 
     def write_text(self, rel: str, text: str) -> None:
         self.write_bytes(rel, text.encode())
+
+    def delete(self, rel: str) -> None:
+        """Remove a file if it is there."""
+        if self.exists(rel):
+            self._call("delete", rel, lambda: self.fs.delete_file(self._key(rel)))
 
     def put_file(self, local: Path, rel: str) -> None:
         self.write_bytes(rel, Path(local).read_bytes())

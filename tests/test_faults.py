@@ -1,0 +1,478 @@
+"""Faults and reproducibility: a driver killed three times, the same seeds twice, and the scheduler that makes both
+come out the same as an uninterrupted run.
+
+The slow tests run a reduced smoke study (both tasks and a transfer cell) as a subprocess, the way a user runs it.
+"""
+
+import csv
+import json
+import os
+import pickle
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from ray.tune.experiment import Trial
+from ray.tune.schedulers import TrialScheduler
+
+from study.report import build_report
+from study.scheduler import OrderedASHA, milestones
+from study.storage import Storage
+
+ROOT = Path(__file__).resolve().parents[1]
+NAME = "faults"
+CELLS = ("arrhythmia-cnet-none-scratch", "mi-cnet-none-scratch", "mi-cnet-none-transfer")
+# Three samples on two CPUs: the third trial starts while one of the first two still runs. Rungs at epochs 1, 2.
+FLAGS = ["--models", "cnet", "--oversample", "none", "--samples", "3", "--max-epochs", "4", "--limit", "1000",
+         "--seeds", "1"]
+# Columns of the report's tables that are wall-clock measurements; every other column must match exactly.
+TIMING_COLUMNS = {"wall time"}
+# Keys of a cell JSON that record when it ran rather than what it computed.
+CELL_TIMING_KEYS = {"wall_time_s", "started", "finished"}
+# Per trial: Tune's random trial ID and the clock (first attempt's start, last report).
+TRIAL_RUN_KEYS = {"trial_id", "started_at", "finished_at"}
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Helpers: what Tune saved, trials' attempts, polling a driver, killing it.
+
+
+def saved_trials(experiment: Path) -> list[tuple[str, int | None]]:
+    """(status, last epoch) of each trial in the newest experiment state Tune saved: where a restore starts."""
+    states = sorted(experiment.glob("experiment_state-*.json"))  # one per driver, named by its start time
+    try:
+        trials = json.loads(states[-1].read_text())["trial_data"] if states else []
+    except (OSError, ValueError):  # caught while Tune replaces it
+        return []
+
+    def load(part):  # each trial's state is a JSON string inside the JSON
+        return json.loads(part) if isinstance(part, str) else part
+
+    return [(load(trial)["status"], load(metadata)["last_result"].get("epoch")) for trial, metadata in trials]
+
+
+def part_way(experiment: Path) -> bool:
+    """Tune's saved state holds an unfinished trial that has reported two epochs or more. (Its state can record
+    a result before the checkpoint that came with it; but Tune registers a checkpoint before it asks for the
+    next epoch, so a second result means the first epoch's checkpoint is in the state.)"""
+    return any(status != "TERMINATED" and (epoch or 0) >= 2 for status, epoch in saved_trials(experiment))
+
+
+def attempts(trial_dir: Path) -> dict[float, list[int]]:
+    """When each attempt of a trial started (the trainable's clock), and the epochs it reported."""
+    with open(trial_dir / "progress.csv") as handle:
+        rows = [row for row in csv.DictReader(handle) if row["epoch"]]
+    runs = {}
+    for row in rows:
+        runs.setdefault(float(row["attempt_started_at"]), []).append(int(row["epoch"]))
+    return runs
+
+
+def resumed_after(experiment: Path, relaunched_at: float) -> list[list[int]]:
+    """The epochs of the attempts started by a relaunch that did not begin at epoch 1: trials it resumed from a
+    checkpoint. (Only the clock tells such an attempt from one a pause at a rung made before the kill.)"""
+    return [epochs for trial in experiment.glob("trial_*") for started, epochs in attempts(trial).items()
+            if started >= relaunched_at and epochs[0] > 1]
+
+
+def wait_until(process: subprocess.Popen, condition, what: str, log) -> None:
+    """Poll until ``condition()``; fail if the driver ends first (``log()`` says why)."""
+    deadline = time.monotonic() + 600  # a guard against a hang, not a measurement
+    while not condition():
+        if process.poll() is not None:
+            pytest.fail(f"the driver ended (code {process.returncode}) before {what}:\n{log()}")
+        if time.monotonic() > deadline:
+            pytest.fail(f"no {what} after 600 s:\n{log()}")
+        time.sleep(0.02)
+
+
+def ray_env(ray_tmp: str) -> dict:
+    """The environment of a driver started here: its own local Ray, and Tune saving its state at every step.
+
+    RAY_TMPDIR: Ray joins the cluster named in RAY_TMPDIR/ray/ray_current_cluster if one is there (another test's
+    `ray start` may have left one); a private folder makes the driver start its own. Tune saves its experiment
+    state (what a restore starts from) every 10 s or more, and epochs here take a tenth of a second: saving at
+    every step makes a small study look like a real one, whose saved state holds trials part-way through.
+    """
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    env.update(RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0", RAY_TMPDIR=ray_tmp, PYTHONPATH=str(ROOT),
+               TUNE_GLOBAL_CHECKPOINT_S="0")
+    return env
+
+
+class Watch:
+    """Polls a study folder: the first content of every cell result, to prove none is written twice."""
+
+    def __init__(self, study: Path):
+        self.study, self.first_seen = study, {}
+
+    def poll(self) -> None:
+        for path in (self.study / "cells").glob("*.json"):
+            if path.name not in self.first_seen:
+                self.first_seen[path.name] = path.read_text()
+
+    def until(self, process, condition, what: str, log) -> None:
+        wait_until(process, lambda: self.poll() or condition(), what, log)
+        self.poll()
+
+    def done(self) -> set[str]:
+        return {path.stem for path in (self.study / "cells").glob("*.json")}
+
+
+def kill(process: subprocess.Popen) -> None:
+    os.killpg(process.pid, signal.SIGKILL)  # the driver and the Ray instance it started
+    process.wait()
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The scheduler on its own: fake trials and a fake Tune controller, no Ray.
+
+
+class FakeTrial:
+    def __init__(self, number: int, trial_id: str):
+        self.trial_id, self.experiment_tag = trial_id, f"{number}_lr=0.001"
+        self.status, self.last_result = Trial.RUNNING, {}
+
+    def set_status(self, status: str) -> None:
+        self.status = status
+
+
+class FakeController:
+    def __init__(self, trials):
+        self.trials, self.told = list(trials), {}
+        self.search_alg = self
+
+    def get_trials(self):
+        return self.trials
+
+    def on_trial_complete(self, trial_id, result=None, error=False):
+        self.told[trial_id] = result
+
+    def stop_trial(self, trial):
+        trial.status = Trial.TERMINATED
+
+
+def report(scheduler, controller, trial, epoch: int, value: float) -> str:
+    """What Tune does with a result: the scheduler's decision changes the trial's status."""
+    trial.last_result = {"epoch": epoch, "val_metric": value}
+    decision = scheduler.on_trial_result(controller, trial, trial.last_result)
+    trial.status = {TrialScheduler.PAUSE: Trial.PAUSED, TrialScheduler.STOP: Trial.TERMINATED}.get(decision,
+                                                                                                 trial.status)
+    return decision
+
+
+def new_scheduler(path: Path) -> OrderedASHA:
+    return OrderedASHA(Storage.at(path.parent), path.name, metric="val_metric", mode="max", time_attr="epoch", max_t=4, grace_period=1)
+
+
+def test_rungs_are_asha_milestones_below_the_maximum():
+    assert milestones(1, 4, 2) == (1, 2)
+    assert milestones(1, 3, 2) == (1, 2)
+    assert milestones(10, 80, 2) == (10, 20, 40)
+    assert milestones(2, 2, 2) == ()
+
+
+@pytest.mark.parametrize("arrival", [(0, 1, 2), (2, 1, 0), (1, 2, 0), (2, 0, 1)])
+def test_rung_decisions_do_not_depend_on_which_trial_reports_first(tmp_path, arrival):
+    # Proposed in the order a, b, c. One after another, ASHA would keep a (nothing to compare with), stop b
+    # (0.3 < the median of [0.5]) and keep c (0.9 >= the median of [0.5, 0.3]).
+    trials = [FakeTrial(1, "zz"), FakeTrial(2, "aa"), FakeTrial(3, "mm")]  # IDs sort unlike the proposals
+    values = [0.5, 0.3, 0.9]
+    scheduler, controller = new_scheduler(tmp_path / "rungs.json"), FakeController(trials)
+    for index in arrival:
+        report(scheduler, controller, trials[index], 1, values[index])
+        chosen = scheduler.choose_trial_to_run(controller)  # Tune asks every step: paused trials get settled
+        if chosen is not None:
+            chosen.status = Trial.RUNNING
+    assert [trials[i].status for i in range(3)] == [Trial.RUNNING, Trial.TERMINATED, Trial.RUNNING]
+    saved = json.loads((tmp_path / "rungs.json").read_text())["trials"]
+    assert {t: saved[t]["1"]["stop"] for t in saved} == {"zz": False, "aa": True, "mm": False}
+    if arrival.index(1) < arrival.index(0):  # b waited for a, paused, and was stopped then
+        assert controller.told["aa"]["val_metric"] == 0.3  # the searcher learns its value, as when ASHA stops it
+
+
+def test_a_trial_waits_at_a_rung_until_the_earlier_trials_are_known(tmp_path):
+    first, second = FakeTrial(1, "b"), FakeTrial(2, "a")
+    scheduler, controller = new_scheduler(tmp_path / "rungs.json"), FakeController([first, second])
+    assert report(scheduler, controller, second, 1, 0.1) == TrialScheduler.PAUSE
+    assert scheduler.choose_trial_to_run(controller) is None  # the first trial has not reached the rung
+    assert report(scheduler, controller, first, 1, 0.8) == TrialScheduler.CONTINUE
+    assert scheduler.choose_trial_to_run(controller) is None and second.status == Trial.TERMINATED
+    # An earlier trial that ends (fails) before the rung no longer holds a later one back.
+    third, fourth = FakeTrial(3, "c"), FakeTrial(4, "d")
+    controller.trials += [third, fourth]
+    assert report(scheduler, controller, fourth, 1, 0.9) == TrialScheduler.PAUSE
+    third.status = Trial.ERROR
+    assert scheduler.choose_trial_to_run(controller) is fourth
+
+
+def test_a_restored_scheduler_replays_its_rungs_and_holds_undecided_trials(tmp_path):
+    path = tmp_path / "rungs.json"
+    first, second = FakeTrial(1, "a"), FakeTrial(2, "b")
+    scheduler = new_scheduler(path)
+    controller = FakeController([first, second])
+    assert report(scheduler, controller, first, 1, 0.8) == TrialScheduler.CONTINUE
+    assert report(scheduler, controller, second, 1, 0.2) == TrialScheduler.STOP
+    assert report(scheduler, controller, first, 2, 0.9) == TrialScheduler.CONTINUE
+
+    # Tune.restore unpickles the scheduler from tuner.pkl, pickled before any trial ran: the rungs come from the file.
+    restored = pickle.loads(pickle.dumps(scheduler))
+    assert restored._records is None
+    # Tune's saved state was older than the rungs: `second` comes back PENDING at the rung where it was stopped;
+    # a trial proposed later stands at a rung not decided yet. Both are held; a trial between rungs is not.
+    second_again, undecided, between = FakeTrial(2, "b"), FakeTrial(3, "c"), FakeTrial(4, "d")
+    second_again.last_result = {"epoch": 1, "val_metric": 0.2}
+    undecided.last_result = {"epoch": 2, "val_metric": 0.95}
+    between.last_result = {"epoch": 3, "val_metric": 0.1}
+    first_again = FakeTrial(1, "a")
+    first_again.last_result = {"epoch": 1, "val_metric": 0.8}  # restored from the checkpoint before epoch 2
+    controller = FakeController([undecided, second_again, between, first_again])  # Tune re-adds newest first
+    for trial in controller.trials:
+        trial.status = Trial.PENDING
+        restored.on_trial_add(controller, trial)
+    assert [t.status for t in controller.trials] == [Trial.PAUSED, Trial.PAUSED, Trial.PENDING, Trial.PENDING]
+    assert restored.choose_trial_to_run(controller) is first_again  # pending trials first, in proposal order
+    assert second_again.status == Trial.TERMINATED  # stopped before the kill: stopped again, not trained on
+    assert controller.told["b"]["val_metric"] == 0.2
+    # `undecided` is compared with the first trial's epoch 2, on record from before the kill: 0.95 >= 0.9, go on.
+    assert json.loads(path.read_text())["trials"]["c"]["2"] == {"value": 0.95, "stop": False}
+    first_again.status = between.status = Trial.RUNNING
+    assert restored.choose_trial_to_run(controller) is undecided
+    assert report(restored, controller, first_again, 2, 0.9) == TrialScheduler.CONTINUE  # the decision replayed
+
+
+# The scheduler under real Tune: a toy trainable whose epochs take fixed times, so trial 1 (proposed second, fast,
+# poor) reaches the first rung long before trial 0 and must wait there for it. Run as a script: python TOY STORAGE.
+TOY = """
+import json, sys, tempfile, time
+from pathlib import Path
+
+import ray
+from ray import tune
+
+from study.scheduler import OrderedASHA
+from study.storage import Storage
+
+DELAY, VALUE = (2.0, 0.1, 0.1), (0.5, 0.1, 0.9)  # seconds an epoch, and the metric, of trials 0, 1, 2
+
+
+def trainable(config):
+    t, start, checkpoint = config["t"], 1, tune.get_checkpoint()
+    if checkpoint:
+        with checkpoint.as_directory() as saved:
+            start = int(Path(saved, "epoch").read_text()) + 1
+    for epoch in range(start, 5):
+        time.sleep(DELAY[t])
+        with tempfile.TemporaryDirectory() as folder:
+            Path(folder, "epoch").write_text(str(epoch))
+            tune.report({"epoch": epoch, "val_metric": VALUE[t]}, checkpoint=tune.Checkpoint.from_directory(folder))
+
+
+storage = Path(sys.argv[1])
+ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+bound = tune.with_resources(trainable, {"cpu": 1})
+if tune.Tuner.can_restore(str(storage / "toy")):
+    tuner = tune.Tuner.restore(str(storage / "toy"), trainable=bound)
+else:
+    scheduler = OrderedASHA(Storage.at(storage), "rungs.json", metric="val_metric", mode="max", time_attr="epoch",
+                            max_t=4, grace_period=1)
+    tuner = tune.Tuner(bound, param_space={"t": tune.grid_search([0, 1, 2])},
+                       tune_config=tune.TuneConfig(scheduler=scheduler, max_concurrent_trials=2),
+                       run_config=tune.RunConfig(storage_path=str(storage), name="toy", verbose=0))
+epochs = {r.config["t"]: r.metrics_dataframe["epoch"].tolist() for r in tuner.fit() if r.error is None}
+print("EPOCHS", json.dumps(epochs))
+"""
+
+
+@pytest.mark.slow
+def test_a_trial_waiting_at_a_rung_when_the_driver_is_killed_is_decided_as_before_after_the_restore(tmp_path):
+    script = tmp_path / "toy.py"
+    script.write_text(TOY)
+    ray_tmp = tempfile.mkdtemp(prefix="rf")  # short: Ray's socket paths live under it
+    env = ray_env(ray_tmp)
+    command = [sys.executable, str(script), str(tmp_path / "storage")]
+    try:
+        with open(tmp_path / "first.log", "w") as log:
+            process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                       start_new_session=True)
+        try:
+            # Killed once Tune's saved state has trial 1 paused at the rung, waiting for trial 0.
+            wait_until(process, lambda: ("PAUSED", 1) in saved_trials(tmp_path / "storage" / "toy"),
+                       "trial 1 paused at its first rung", lambda: (tmp_path / "first.log").read_text())
+        finally:
+            kill(process)
+        rungs = json.loads((tmp_path / "storage" / "rungs.json").read_text())["trials"]
+        assert [r["1"]["stop"] for r in rungs.values()] == [None]  # trial 1's value is in, its decision is not
+        relaunch = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    finally:
+        shutil.rmtree(ray_tmp, ignore_errors=True)
+    assert relaunch.returncode == 0, relaunch.stdout + relaunch.stderr
+    epochs = json.loads(relaunch.stdout.split("EPOCHS", 1)[1])
+    # As one trial after another: 0 goes on (nothing to compare with), 1 stops at epoch 1 (0.1 < 0.5) without
+    # training on after the restore, 2 goes on (0.9 >= the median of 0.5 and 0.1).
+    assert epochs == {"0": [1, 2, 3, 4], "1": [1], "2": [1, 2, 3, 4]}
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The study as a subprocess: killed and relaunched, or run straight through.
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory):
+    """A folder for the module's studies, with one input folder (the demo data is written by the first launch),
+    and a private Ray temp folder (see ray_env)."""
+    folder = tmp_path_factory.mktemp("faults")
+    ray_tmp = tempfile.mkdtemp(prefix="rf")  # short: Ray's socket paths live under it
+    yield folder, ray_tmp
+    shutil.rmtree(ray_tmp, ignore_errors=True)
+
+
+def start_study(workspace, results: str, log_name: str) -> subprocess.Popen:
+    folder, ray_tmp = workspace
+    with open(folder / f"{log_name}.log", "w") as log:
+        # A new session: os.killpg then kills the driver and the Ray instance it started, as a lost machine would.
+        return subprocess.Popen(
+            [sys.executable, "-m", "study", "launch", "--profile", "smoke", "--input", str(folder / "input"),
+             "--results", str(folder / results), "--name", NAME, "--num-cpus", "2", *FLAGS],
+            cwd=ROOT, env=ray_env(ray_tmp), stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def log_text(workspace, log_name: str) -> str:
+    return (workspace[0] / f"{log_name}.log").read_text()
+
+
+def finish(process: subprocess.Popen, workspace, log_name: str) -> str:
+    try:
+        code = process.wait(timeout=600)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+        raise
+    text = log_text(workspace, log_name)
+    assert code == 0, text
+    return text
+
+
+def run_study(workspace, results: str) -> Path:
+    """An uninterrupted study; returns its folder."""
+    finish(start_study(workspace, results, results), workspace, results)
+    return (workspace[0] / results / NAME).resolve()
+
+
+@pytest.fixture(scope="module")
+def reference(workspace) -> Path:
+    """The study run straight through: what a killed study must end up as, and the first of two same-seed runs."""
+    return run_study(workspace, "reference")
+
+
+def comparable_cell(doc: dict, study: Path) -> dict:
+    """A cell result without what legitimately differs between two runs of the same study: when it ran, Tune's
+    random trial IDs, and the results folder in the paths it records (the same files, in another folder)."""
+    doc = json.loads(json.dumps(doc).replace(str(study), "<study>"))
+    for key in CELL_TIMING_KEYS:
+        doc.pop(key)
+    doc["trials"] = [{k: v for k, v in trial.items() if k not in TRIAL_RUN_KEYS} for trial in doc["trials"]]
+    return doc
+
+
+def report_tables(study: Path, out: Path) -> tuple[dict, list[str]]:
+    """Each report table's CSV rows without its timing columns, and the findings."""
+    result = build_report(study, out, plots=False, quiet=True)
+    tables = {}
+    for name, (_, csv_path) in result.table_paths.items():
+        rows = list(csv.reader(csv_path.read_text(encoding="utf-8").splitlines()))
+        if name == "cells":
+            assert TIMING_COLUMNS <= set(rows[0]), rows[0]  # the column is still there, under that name
+        keep = [i for i, column in enumerate(rows[0]) if column not in TIMING_COLUMNS]
+        tables[name] = [[row[i] for i in keep] for row in rows]
+    return tables, result.findings
+
+
+def assert_same_study(study: Path, reference: Path) -> None:
+    """Same tables (timing columns aside), same cell results, and bit-identical best checkpoints."""
+    tables, findings = report_tables(study, study.parent / "report")
+    expected_tables, expected_findings = report_tables(reference, reference.parent / "report")
+    assert tables == expected_tables
+    assert findings == expected_findings
+    for cell in CELLS:
+        result = json.loads((study / "cells" / f"{cell}.json").read_text())
+        expected = json.loads((reference / "cells" / f"{cell}.json").read_text())
+        assert comparable_cell(result, study) == comparable_cell(expected, reference), cell
+        weights = torch.load(result["best_checkpoint"], weights_only=True)["state_dict"]
+        expected_weights = torch.load(expected["best_checkpoint"], weights_only=True)["state_dict"]
+        assert weights.keys() == expected_weights.keys()
+        assert all(torch.equal(weights[k], expected_weights[k]) for k in weights), cell
+
+
+@pytest.mark.slow
+def test_a_driver_killed_at_three_points_ends_like_an_uninterrupted_run(workspace, reference):
+    study = (workspace[0] / "killed" / NAME).resolve()
+    tune_dir = study / "tune"
+    watch = Watch(study)
+    # Each point: Tune's saved state holds a trial part-way through (so the relaunch resumes it from its
+    # checkpoint), and the cells done before it.
+    points = [
+        # (a) in the first cell's search: no cell has finished
+        ("a search trial part-way in the first cell", lambda: part_way(tune_dir / f"{CELLS[0]}-search"), set()),
+        # (b) in the second cell's final phase: its search is over, its seed run part-way
+        ("the second cell's seed run part-way", lambda: part_way(tune_dir / f"{CELLS[1]}-final"), {CELLS[0]}),
+        # (c) in the transfer cell's search
+        ("a search trial part-way in the transfer cell", lambda: part_way(tune_dir / f"{CELLS[2]}-search"),
+         {CELLS[0], CELLS[1]}),
+    ]
+    logs, relaunched_at = [], []
+    for number, (what, reached, done_before) in enumerate(points, 1):
+        logs.append(f"killed-{number}")
+        relaunched_at.append(time.time())
+        process = start_study(workspace, "killed", logs[-1])
+        try:
+            watch.until(process, reached, what, lambda: log_text(workspace, logs[-1]))
+        finally:
+            kill(process)
+        assert watch.done() == done_before, f"killed at {what!r} with cells {watch.done()} done"
+    logs.append("killed-last")
+    relaunched_at.append(time.time())
+    last = finish(start_study(workspace, "killed", logs[-1]), workspace, logs[-1])
+    watch.poll()
+    texts = [log_text(workspace, name) for name in logs]
+
+    # Each relaunch continued where the kill left it.
+    assert f"continuing the interrupted run in {tune_dir / (CELLS[0] + '-search')}" in texts[1]
+    assert f"{CELLS[0]}: done earlier, kept" in texts[2]
+    assert f"continuing the interrupted run in {tune_dir / (CELLS[1] + '-final')}" in texts[2]
+    assert f"{CELLS[0]}: done earlier, kept" in last and f"{CELLS[1]}: done earlier, kept" in last
+    assert f"continuing the interrupted run in {tune_dir / (CELLS[2] + '-search')}" in last
+    # ...and resumed the part-way trials from their checkpoints, not from epoch 1.
+    for number, experiment in enumerate((f"{CELLS[0]}-search", f"{CELLS[1]}-final", f"{CELLS[2]}-search"), 1):
+        assert resumed_after(tune_dir / experiment, relaunched_at[number]), \
+            (experiment, [attempts(trial) for trial in (tune_dir / experiment).glob("trial_*")])
+
+    # Every cell done once: one result file each, finished by one launch and never written again.
+    assert sorted(p.name for p in (study / "cells").iterdir()) == sorted(f"{cell}.json" for cell in CELLS)
+    for cell in CELLS:
+        assert sum(len(re.findall(rf"\] {cell}: done in ", text)) for text in texts) == 1, cell
+        assert (study / "cells" / f"{cell}.json").read_text() == watch.first_seen[f"{cell}.json"], cell
+        seed_dir = study / "checkpoints" / cell
+        assert sorted(p.name for p in seed_dir.iterdir()) == ["seed0"]
+        assert sorted(p.name for p in (seed_dir / "seed0").iterdir()) == ["best.pt", "final.json", "metrics.csv"]
+    # No half-written file, and every JSON the study wrote parses.
+    assert not list(study.rglob("*.tmp")), "a half-written file was left behind"
+    written = [study / "study.json", study / "manifest.json", *study.glob("cells/*.json"),
+               *study.glob("checkpoints/**/*.json"), *tune_dir.glob("*.json")]  # Tune's own result.json is JSON lines
+    for path in written:
+        json.loads(path.read_text())
+
+    assert_same_study(study, reference)
+
+
+@pytest.mark.slow
+def test_the_smoke_study_run_twice_with_the_same_seeds_gives_identical_tables(workspace, reference):
+    again = run_study(workspace, "again")
+    assert_same_study(again, reference)
