@@ -36,8 +36,9 @@ FLAGS = ["--models", "cnet", "--oversample", "none", "--samples", "3", "--max-ep
 TIMING_COLUMNS = {"wall time"}
 # Keys of a cell JSON that record when it ran rather than what it computed.
 CELL_TIMING_KEYS = {"wall_time_s", "started", "finished"}
-# Per trial: Tune's random trial ID and the clock (first attempt's start, last report).
-TRIAL_RUN_KEYS = {"trial_id", "started_at", "finished_at"}
+# Per trial and per seed: Tune's random trial ID, the clock (first attempt's start, last report), and the Ray
+# node ids (random per Ray start) and IPs it ran on.
+TRIAL_RUN_KEYS = {"trial_id", "started_at", "finished_at", "node_ids", "nodes"}
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -373,12 +374,14 @@ def reference(workspace) -> Path:
 
 
 def comparable_cell(doc: dict, study: Path) -> dict:
-    """A cell result without what legitimately differs between two runs of the same study: when it ran, Tune's
-    random trial IDs, and the results folder in the paths it records (the same files, in another folder)."""
+    """A cell result without what legitimately differs between two runs of the same study: when and on which
+    Ray node it ran, Tune's random trial IDs, and the results folder in the paths it records (the same files,
+    in another folder)."""
     doc = json.loads(json.dumps(doc).replace(str(study), "<study>"))
     for key in CELL_TIMING_KEYS:
         doc.pop(key)
-    doc["trials"] = [{k: v for k, v in trial.items() if k not in TRIAL_RUN_KEYS} for trial in doc["trials"]]
+    for runs in ("trials", "seeds"):
+        doc[runs] = [{k: v for k, v in run.items() if k not in TRIAL_RUN_KEYS} for run in doc[runs]]
     return doc
 
 
