@@ -47,7 +47,7 @@ def one_epoch_trainable(config: dict, data) -> None:
     from study.trial import run_trial
 
     trial = TrialConfig(epochs=1, batch_size=min(256, len(data.train.y)), limit=config["limit"], data_seed=0)
-    work = Path(tune.get_context().get_trial_dir()) / "work"
+    work = Path(tune.get_context().get_storage().trial_working_directory) / "work"  # as the study does
     run_trial(trial, data, work, report=lambda row, _: tune.report({"val_metric": row["val_metric"]}),
               evaluate_test=False)
 

@@ -365,7 +365,8 @@ def _start_ray(args: argparse.Namespace) -> None:
             first = (str(error).strip().splitlines() or [type(error).__name__])[0]
             raise ValueError(f"could not join the Ray cluster at {address}: {first}") from None
     else:
-        ray.init(num_cpus=args.num_cpus, runtime_env=runtime_env, **kwargs)
+        # "local": a new instance even where `ray start` runs a cluster on this machine (--address auto joins it).
+        ray.init(address="local", num_cpus=args.num_cpus, runtime_env=runtime_env, **kwargs)
 
 
 def _job_runtime_env() -> dict:
