@@ -3,6 +3,10 @@
 import json
 import logging
 import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -156,3 +160,49 @@ def test_a_study_with_results_on_s3_runs_resumes_transfers_and_reports(s3, tmp_p
         ("arrhythmia", "cnet", "scratch"), ("mi", "cnet", "scratch"), ("mi", "cnet", "transfer (frozen)")]
     assert f"`{s3}/runs/remote`" in (report / "report.md").read_text()
     assert json.loads(store.read_text("study.json"))["name"] == "remote"
+
+
+@pytest.mark.slow
+def test_a_driver_killed_mid_cell_with_results_on_s3_continues_from_there(s3, tmp_path):
+    """Tune's experiment state and the finished cells are read back from S3, not from any local folder."""
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "PYTHONPATH": str(root),
+           "TUNE_GLOBAL_CHECKPOINT_S": "0"}  # Tune saves its experiment state at every chance, not every 10 s
+    study = f"{s3}/killed/s3kill"
+    command = [sys.executable, "-m", "study", "launch", "--profile", "smoke", "--input", str(tmp_path / "input"),
+               "--results", f"{s3}/killed", "--name", "s3kill", "--num-cpus", "2", "--tasks", "arrhythmia",
+               "--models", "cnet", "--oversample", "none,smote", "--samples", "2", "--max-epochs", "6",
+               "--limit", "600", "--seeds", "1"]
+    log_path = tmp_path / "launch.log"
+
+    def launch() -> subprocess.Popen:
+        with open(log_path, "a") as log:
+            return subprocess.Popen(command, cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                    start_new_session=True)
+
+    process = launch()
+    second = "tune/arrhythmia-cnet-smote-scratch-search/"
+    try:
+        deadline = time.time() + 300
+        while time.time() < deadline and process.poll() is None:
+            files = objects(study)
+            if f"{second}tuner.pkl" in files and any(f.startswith(second) and f.endswith("progress.csv")
+                                                     for f in files):
+                break
+            time.sleep(0.5)
+        else:
+            pytest.fail(f"the second cell's search never reached S3:\n{log_path.read_text()}")
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)  # the driver and the Ray instance it started
+        process.wait()
+    first = Storage.at(study).read_text("cells/arrhythmia-cnet-none-scratch.json")
+    assert first is not None and not Storage.at(study).exists("cells/arrhythmia-cnet-smote-scratch.json")
+
+    relaunched = launch()
+    assert relaunched.wait(timeout=300) == 0, log_path.read_text()
+    output = log_path.read_text()
+    assert "arrhythmia-cnet-none-scratch: done earlier, kept" in output
+    assert f"continuing the interrupted run in {study}/{second.rstrip('/')}" in output
+    assert Storage.at(study).read_text("cells/arrhythmia-cnet-none-scratch.json") == first  # not run again
+    assert Storage.at(study).read_json("cells/arrhythmia-cnet-smote-scratch.json")["seeds"]
+    assert not (tmp_path / "results").exists()
