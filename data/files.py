@@ -3,6 +3,7 @@
 import contextlib
 import json
 import os
+import re
 import uuid
 from pathlib import Path
 from typing import Callable
@@ -16,6 +17,16 @@ class WriteError(OSError):
         return f"could not write {self.filename}: {self.strerror} (any earlier version of it is unchanged)"
 
 
+TEMPORARY_SUFFIX = ".tmp"
+_TEMPORARY_NAME = re.compile(r"\..+\.\d+\.[0-9a-f]{12}" + re.escape(TEMPORARY_SUFFIX))
+
+
+def is_temporary(path: Path | str) -> bool:
+    """Whether ``path`` is one of atomic_write's temporary files (.NAME.PID.RANDOM.tmp): one left by a killed
+    writer is never renamed into place."""
+    return bool(_TEMPORARY_NAME.fullmatch(Path(path).name))
+
+
 def atomic_write(path: Path | str, write: Callable[[Path], None]) -> Path:
     """Call ``write(tmp)`` on a temporary file beside ``path``, flush it to disk, then rename it over ``path``.
 
@@ -26,7 +37,7 @@ def atomic_write(path: Path | str, write: Callable[[Path], None]) -> Path:
     temporary file is removed, and a file already at ``path`` is left as it was.
     """
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:12]}.tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:12]}{TEMPORARY_SUFFIX}")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         write(tmp)

@@ -25,6 +25,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from data.constants import TASKS
+from data.files import is_temporary
 from study.config import TrialConfig
 from study.grid import (BATCH_SIZES, CELL_OVERSAMPLING, INITS, LR_RANGE, MODELS, PROFILES, SMOTE_METHODS, Cell,
                         make_grid)
@@ -158,7 +159,6 @@ class Study:
 
     def __init__(self, store: Storage):
         self.store = store
-        self.location = store.location
 
     @staticmethod
     def cell_file(cell: Cell) -> str:
@@ -235,11 +235,12 @@ def _has_real_data(input_dir: Path, tasks: set[str]) -> bool:
     return all(has_task_files(task, input_dir) for task in tasks)
 
 
-def _check_same_plan(study: Study, plan: StudyPlan) -> None:
-    """A study folder belongs to one plan: continuing it with other settings would mix two studies' numbers."""
-    saved = (study.store.read_json("study.json") or {"plan": {}}).get("plan")
-    if saved == {}:
+def _check_same_plan(study: Study, plan: StudyPlan, info: dict) -> None:
+    """A study folder belongs to one plan: continuing it with other settings would mix two studies' numbers.
+    ``info`` is the folder's study.json ({} for a new study)."""
+    if not info:
         return
+    saved = info.get("plan")
     if not isinstance(saved, dict):
         raise ValueError(f"{study.store.ref('study.json')} records no study plan; move the folder away or use "
                          "another --name.")
@@ -247,7 +248,7 @@ def _check_same_plan(study: Study, plan: StudyPlan) -> None:
     keys = [k for k in current if k not in ("created", "cells", "max_concurrent", "cpus_per_trial", "gpus_per_trial")]
     differences = [f"{k}: {saved.get(k)!r} -> {current[k]!r}" for k in keys if saved.get(k) != current[k]]
     if differences:
-        raise ValueError(f"{study.location} holds study {plan.name!r} with other settings ({'; '.join(differences)}); "
+        raise ValueError(f"{study.store.location} holds study {plan.name!r} with other settings ({'; '.join(differences)}); "
                          "use --name to start a new study, or the same flags to continue this one.")
 
 
@@ -255,7 +256,8 @@ def run_launch(args: argparse.Namespace) -> int:
     plan = resolve_plan(args)
     results = args.results if is_uri(args.results) else Path(args.results).resolve()
     study = Study(Storage.at(results).child(plan.name))
-    _check_same_plan(study, plan)
+    saved = study.store.read_json("study.json") or {}  # read once: this driver is its only writer from here on
+    _check_same_plan(study, plan, saved)
     if isinstance(study.store, LocalStorage):  # an object store has no half-written files: a PUT is whole
         _remove_stale_temporaries(study.store.root)
     import ray
@@ -268,7 +270,6 @@ def run_launch(args: argparse.Namespace) -> int:
     plan = replace(plan, gpus_per_trial=gpus_per_trial)
     concurrent = plan.max_concurrent or _trial_slots(plan, ray.cluster_resources())
     study.store.makedirs()
-    saved = study.store.read_json("study.json") or {}
     # Continuing with fewer cells keeps the others planned: the report still lists every cell of the study.
     cells = [c.cell_id for c in sorted({Cell.from_id(i) for i in (*saved.get("cells", ()), *plan.cells)},
                                        key=_grid_order)]
@@ -276,9 +277,10 @@ def run_launch(args: argparse.Namespace) -> int:
     loader = DataLoader(plan)
     data_name = "demo data" if plan.demo else f"the CSVs in {plan.input}"
     print(f"Study {plan.name!r} ({plan.profile}): {len(plan.cells)} cells on {data_name}, "
-          f"{plan.samples} samples a cell, {len(plan.seeds)} seed(s); results in {study.location}", flush=True)
+          f"{plan.samples} samples a cell, {len(plan.seeds)} seed(s); results in {study.store.location}", flush=True)
     started = time.perf_counter()
-    _write_study_json(study, plan, loader, cells)
+    data = saved.get("data", {})  # what earlier launches loaded stays recorded
+    _write_study_json(study, plan, loader, cells, data)
     for number, cell_id in enumerate(plan.cells, 1):
         cell = Cell.from_id(cell_id)
         done = study.read_cell(cell)
@@ -288,7 +290,7 @@ def run_launch(args: argparse.Namespace) -> int:
             print(f"[{number}/{len(plan.cells)}] {cell_id}: done earlier, kept", flush=True)
         if cell.task == "arrhythmia":
             study.record_source(cell, done["best_checkpoint"])
-        _write_study_json(study, plan, loader, cells)
+        _write_study_json(study, plan, loader, cells, data)
     print(f"Study {plan.name!r} finished in {time.perf_counter() - started:.0f} s.", flush=True)
     from study.report import summary_table
 
@@ -296,16 +298,12 @@ def run_launch(args: argparse.Namespace) -> int:
     return 0
 
 
-# data.files.atomic_write's temporary files: .NAME.PID.RANDOM.tmp beside the file being written.
-_TEMPORARY = re.compile(r"\..+\.\d+\.[0-9a-f]{12}\.tmp")
-
-
 def _remove_stale_temporaries(root: Path) -> None:
     """Delete the half-written files of a driver killed mid-write. A study has one driver at a time, so when
     one starts no write of this study is in flight, and no such file will ever be renamed into place."""
     if root.is_dir():
         for path in root.rglob("*.tmp"):
-            if _TEMPORARY.fullmatch(path.name) and path.is_file():
+            if is_temporary(path) and path.is_file():
                 path.unlink(missing_ok=True)
 
 
@@ -315,9 +313,9 @@ def _grid_order(cell: Cell) -> tuple:
             INITS.index(cell.init))
 
 
-def _write_study_json(study: Study, plan: StudyPlan, loader: "DataLoader", cells: list[str]) -> None:
-    """The study's settings, and what each data set it loaded was (kaggle, demo, a PhysioNet split ...)."""
-    data = (study.store.read_json("study.json") or {}).get("data", {})
+def _write_study_json(study: Study, plan: StudyPlan, loader: "DataLoader", cells: list[str], data: dict) -> None:
+    """The study's settings, and what each data set it loaded was (kaggle, demo, a PhysioNet split ...);
+    ``data`` is study.json's "data" as it stood, brought up to date in place."""
     data.update({"source": "demo" if plan.demo else data.get("source", "input"), "input": plan.input,
                  "limit": plan.limit})
     data.setdefault("sources", {}).update(loader.sources)
@@ -583,13 +581,6 @@ def _trial_dirname(trial) -> str:
     return f"trial_{trial.trial_id}"
 
 
-def _proposal_number(result) -> float:
-    """The order the searcher proposed a trial in (Tune's experiment tag "N_..."); a trial ID is random, and a
-    restored ResultGrid lists trials newest first."""
-    number = str(result.metrics.get("experiment_tag", "")).partition("_")[0]
-    return int(number) if number.isdigit() else float("inf")
-
-
 def _search_summary(search, max_epochs: int) -> tuple[list[dict], list[dict], dict | None]:
     """Every trial's hyperparameters and best validation metric; the best trial's curve and config.
 
@@ -597,7 +588,10 @@ def _search_summary(search, max_epochs: int) -> tuple[list[dict], list[dict], di
     chooses the same configuration whether it ran straight through or was restored.
     """
     trials, best, best_frame = [], None, None
-    for result in sorted(search, key=lambda r: (_proposal_number(r), r.metrics.get("trial_id", ""))):
+    from study.scheduler import proposal_number
+
+    for result in sorted(search, key=lambda r: (proposal_number(r.metrics.get("experiment_tag", "")),
+                                                r.metrics.get("trial_id", ""))):
         if not result.config:  # failed before it started (its worker could not even import it): nothing to record
             continue
         frame = result.metrics_dataframe

@@ -40,11 +40,15 @@ def below_cutoff(value: float, earlier: list[float], reduction_factor: int, mode
     return bool(sign * value < cutoff)
 
 
+def proposal_number(experiment_tag: str) -> float:
+    """The order the searcher proposed a trial in: Tune tags trials "N_<config>", N counting from 1, and a
+    restored search keeps its counter. (Trial IDs are random; Tune re-adds restored trials newest first.)"""
+    number = str(experiment_tag).partition("_")[0]
+    return int(number) if number.isdigit() else math.inf
+
+
 def proposal_order(trial: Trial) -> tuple:
-    """The order the searcher proposed trials in: Tune tags them "N_<config>", N counting from 1, and a restored
-    search keeps its counter. (Trial IDs are random; Tune re-adds restored trials newest first.)"""
-    number = trial.experiment_tag.partition("_")[0]
-    return (int(number), trial.trial_id) if number.isdigit() else (math.inf, trial.trial_id)
+    return proposal_number(trial.experiment_tag), trial.trial_id
 
 
 class OrderedASHA(FIFOScheduler):
