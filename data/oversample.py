@@ -19,9 +19,9 @@ from pathlib import Path
 import numpy as np
 
 from data import cache
+from data.constants import OVERSAMPLING
 from data.beats import DataError
 
-METHODS = ("none", "smote", "smote-tomek")
 K_NEIGHBORS = 5  # imbalanced-learn's default
 
 
@@ -33,8 +33,8 @@ def resample(x: np.ndarray, y: np.ndarray, method: str, *, seed: int,
     (default: all cores); for dense beats scikit-learn already runs that search on every core with
     OpenMP, so it matters only on its joblib code paths.
     """
-    if method not in METHODS:
-        raise ValueError(f"unknown oversampling method {method!r}; choose one of {', '.join(METHODS)}")
+    if method not in OVERSAMPLING:
+        raise ValueError(f"unknown oversampling method {method!r}; choose one of {', '.join(OVERSAMPLING)}")
     n = len(y)
     if method == "none":
         return x, y, np.arange(n, dtype=np.int64)

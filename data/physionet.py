@@ -43,7 +43,7 @@ import numpy as np
 from scipy.signal import find_peaks, resample_poly
 
 from data.constants import (ARRHYTHMIA_CLASSES, BEAT_LEN, MI_CLASSES, MITBIH_TEST, MITBIH_TRAIN, PTB_ABNORMAL,
-                            PTB_NORMAL, SAMPLE_RATE_HZ)
+                            PHYSIONET_BUILD, PTB_NORMAL, SAMPLE_RATE_HZ)
 
 from data import DataError
 from data.files import atomic_write, write_text
@@ -395,7 +395,7 @@ def build(db: str, records: Path, out: Path, split: str = "intra", seed: int = 0
         write_beats(out / name, part, classes)
         summary["files"][name] = {"rows": len(part), "counts": counts(part.y, classes),
                                   "records": sorted(set(part.record.tolist()))}
-    write_text(out / "physionet_build.json", json.dumps(summary, indent=1) + "\n")
+    write_text(out / PHYSIONET_BUILD, json.dumps(summary, indent=1) + "\n")
     return summary
 
 

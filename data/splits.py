@@ -27,13 +27,12 @@ from data import cache
 from data.beats import BeatFile, DataError, load_beat_file
 from data.files import atomic_write, write_text
 from data.constants import (BEAT_LEN, KAGGLE_FILES, MITBIH_TEST, MITBIH_TRAIN, OVERSAMPLING, PTB_ABNORMAL,
-                            PTB_NORMAL, TASK_CLASSES, TASK_FILES, TASKS)
+                            PHYSIONET_BUILD, PTB_NORMAL, TASK_CLASSES, TASK_FILES, TASKS)
 from data.demo import MANIFEST as DEMO_MANIFEST
 from data.oversample import oversample_arrays
 
 SPLIT_VERSION = 1  # bump when the way splits are drawn changes: it is part of every fingerprint
 MI_TEST_SIZE, MI_TEST_RANDOM_STATE = 0.2, 1  # the original project's split, kept for comparability
-PHYSIONET_BUILD = "physionet_build.json"  # written by data.physionet beside the CSVs it builds
 
 
 @dataclass(frozen=True, eq=False)

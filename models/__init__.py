@@ -20,10 +20,11 @@ from models.transfer import (
     load_original_cnet,
     load_weights,
     save_checkpoint,
+    save_torch,
 )
 
 __all__ = [
     "MODEL_NAMES", "NUM_OUTPUTS", "TRANSFER_MODES", "CheckpointError", "as_beats", "body_parameters",
     "build_from_checkpoint", "build_model", "build_transfer_model", "head_parameters", "import_original_cnet",
-    "list_models", "load_checkpoint", "load_original_cnet", "load_weights", "save_checkpoint", "unwrap",
+    "list_models", "load_checkpoint", "load_original_cnet", "load_weights", "save_checkpoint", "save_torch", "unwrap",
 ]

@@ -30,14 +30,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from data.constants import TASKS
+from data.constants import TASKS, TRANSFER_MODES
 from data.files import write_bytes
 from models.common import body_parameters, is_head_key, unwrap
 from models.registry import MODEL_NAMES, NUM_OUTPUTS, build_model, check_model_name, check_task
 
 FORMAT = "ecg-study-checkpoint"
 VERSION = 1
-TRANSFER_MODES = ("frozen", "finetune")
 FIELDS = {"format": str, "version": int, "model": str, "task": str, "state_dict": dict, "config": dict,
           "fingerprint": str, "epoch": int, "metrics": dict}
 ORIGINAL_SOURCE = "original project state dict"

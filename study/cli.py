@@ -11,10 +11,11 @@ import time
 import traceback
 from pathlib import Path
 
-from data.constants import OVERSAMPLING, TASKS
+from data.constants import OVERSAMPLING, TASKS, TRANSFER_MODES
 from data.files import WriteError
 from study import launch, report
-from study.config import DEVICES, PRECISIONS, TRANSFER_MODES, TrialConfig
+from study.metrics import selection_key
+from study.config import DEVICES, PRECISIONS, TrialConfig
 
 
 def positive_int(text: str) -> int:
@@ -141,7 +142,7 @@ def run_trial_command(args: argparse.Namespace) -> int:
 def summarise_trial(final: dict, class_names: tuple[str, ...], seconds: float) -> str:
     val, test = final["val"], final["test"]
     metric = "F1 (MI)" if final["config"]["task"] == "mi" else "macro F1"
-    key = "f1" if final["config"]["task"] == "mi" else "macro_f1"
+    key = selection_key(final["config"]["task"])
     lines = [f"best epoch {final['best_epoch']} of {final['epochs_run']}"
              f"{' (stopped early)' if final['stopped_early'] else ''}, chosen on validation {metric} {val[key]:.4f}",
              f"test: {metric} {test[key]:.4f}, accuracy {test['accuracy']:.4f}"

@@ -3,9 +3,8 @@
 import dataclasses
 from dataclasses import dataclass
 
-from data.constants import OVERSAMPLING, TASKS
+from data.constants import OVERSAMPLING, TASKS, TRANSFER_MODES
 
-TRANSFER_MODES = ("frozen", "finetune")
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("auto", "fp32", "bf16")
 

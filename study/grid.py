@@ -3,6 +3,7 @@
 from dataclasses import dataclass
 
 from data.constants import TASKS
+from study.metrics import selection_key
 
 MODELS = ("cnet", "seq", "bilstm", "bigru")
 CELL_OVERSAMPLING = ("none", "smote")  # "smote" means --smote-method: smote or smote-tomek
@@ -32,7 +33,7 @@ class Cell:
 
     @property
     def selection_metric(self) -> str:
-        return "val_f1" if self.task == "mi" else "val_macro_f1"
+        return f"val_{selection_key(self.task)}"
 
     @classmethod
     def from_id(cls, cell_id: str) -> "Cell":

@@ -29,6 +29,7 @@ from data.files import is_temporary
 from study.config import TrialConfig
 from study.grid import (BATCH_SIZES, CELL_OVERSAMPLING, INITS, LR_RANGE, MODELS, PROFILES, SMOTE_METHODS, Cell,
                         make_grid)
+from study.metrics import selection_key
 from study.storage import LocalStorage, Storage, is_uri
 from study.trial import BEST_FILE, EPOCHS_FILE, FINAL_FILE, LAST_FILE, run_trial
 
@@ -533,7 +534,7 @@ def run_cell(cell: Cell, plan: StudyPlan, study: Study, loader: DataLoader, numb
                       "val": final["val"], "test": final["test"], "checkpoint": study.store.ref(f"{target}/{BEST_FILE}"),
                       **_whereabouts(result.metrics_dataframe)})
     seeds.sort(key=lambda s: s["seed"])
-    key = "f1" if cell.task == "mi" else "macro_f1"
+    key = selection_key(cell.task)
     best_seed = max(seeds, key=lambda s: s["val"][key])  # chosen on validation, like everything else
     result = {
         "format": CELL_FORMAT, "version": FORMAT_VERSION, "study": plan.name, "cell_id": cell.cell_id,

@@ -88,9 +88,14 @@ def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, class_names: 
     return metrics
 
 
+def selection_key(task: str) -> str:
+    """The metric that selects epochs, trials and hyperparameters (and that a cell is judged by on test):
+    macro F1 for arrhythmia, F1 of the MI class for MI."""
+    return "f1" if task == "mi" else "macro_f1"
+
+
 def selection_value(metrics: dict, task: str) -> float:
-    """The validation figure that selects epochs, trials and hyperparameters: macro F1, or F1 of MI."""
-    return metrics["f1"] if task == "mi" else metrics["macro_f1"]
+    return metrics[selection_key(task)]
 
 
 def flat_metrics(metrics: dict, prefix: str) -> dict:

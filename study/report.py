@@ -29,7 +29,7 @@ from tabulate import tabulate
 
 from data.constants import ARRHYTHMIA_CLASSES, MI_CLASSES, TASKS
 from study.grid import CELL_OVERSAMPLING, INITS, MODELS, make_grid
-from study.metrics import harmonic_mean
+from study.metrics import harmonic_mean, selection_key
 from study.storage import LocalStorage, Storage, is_uri
 
 STUDY_FORMAT, STUDY_VERSION = "ecg-study", 1
@@ -125,7 +125,7 @@ class Cell:
     @property
     def main_key(self) -> str:
         """The test figure a cell is judged by: macro F1 (arrhythmia) or F1 of the MI class."""
-        return "f1" if self.task == "mi" else "macro_f1"
+        return selection_key(self.task)
 
     @property
     def main(self) -> Stat:
@@ -261,7 +261,6 @@ def _fill_cell(cell: Cell, doc: dict) -> None:
     if not seeds:
         return  # the search ran but no seed has a test result yet: still "no result yet"
     classes = MI_CLASSES if cell.task == "mi" else ARRHYTHMIA_CLASSES
-    selection_key = "f1" if cell.task == "mi" else "macro_f1"
     columns: dict[str, list[float]] = {}
     val_values, confusion = [], None
     for i, seed in enumerate(seeds):
@@ -284,7 +283,7 @@ def _fill_cell(cell: Cell, doc: dict) -> None:
                 figures["auroc"] = _fraction(test, "auroc", where)
         for key, value in figures.items():
             columns.setdefault(key, []).append(100 * value)
-        val_values.append(100 * _fraction(_get(seed, "val", f"seeds[{i}]."), selection_key, f"seeds[{i}].val."))
+        val_values.append(100 * _fraction(_get(seed, "val", f"seeds[{i}]."), cell.main_key, f"seeds[{i}].val."))
         matrix = _get(test, "confusion_matrix", where)
         if (not isinstance(matrix, list) or len(matrix) != len(classes)
                 or any(not isinstance(row, list) or len(row) != len(classes) for row in matrix)):
@@ -583,7 +582,7 @@ def published_table(study: Study, published: dict) -> Table:
         # The original's printed "overall" F1 is the mean of its per-class F1s (it matches to 5 decimals in all
         # 8 arrhythmia rows), i.e. macro F1, not the harmonic mean of its macro P and R: compare like with like.
         figure = "F1 of MI" if c.task == "mi" else "macro F1"
-        ours = c.test["f1" if c.task == "mi" else "macro_f1"] if c.ok else c.status
+        ours = c.main if c.ok else c.status
         theirs = original["f1"] if original else NOT_RUN
         diff = _delta(ours.mean - theirs) if c.ok and original else None
         rows.append((c.task, c.model, c.oversample, c.init_label, figure, ours, theirs, diff))
@@ -617,9 +616,9 @@ def summary_rows(study: Study) -> list[list[str]]:
     return rows
 
 
-def summary_table(study_dir: Path | str | Storage, *, problems: bool = True) -> str:
+def summary_table(study_dir: "Path | str | Storage | Study", *, problems: bool = True) -> str:
     """A compact text table of a study's cells, for the launcher to print when a study ends."""
-    study = load_study(study_dir)
+    study = study_dir if isinstance(study_dir, Study) else load_study(study_dir)
     done = sum(c.ok for c in study.cells)
     text = (f"Study {study.name}: {done} of {len(study.cells)} cells have results. test / val: macro F1 "
             "(arrhythmia) or F1 of MI (mi), percent, mean ± std over seeds; lr and batch chosen on validation.\n")
@@ -971,6 +970,7 @@ class ReportResult:
     plots: dict[str, Path]
     findings: list[str]
     problems: list[str]
+    study: Study  # as read, so a caller need not read it again
 
 
 def _header(study: Study) -> list[str]:
@@ -1048,7 +1048,7 @@ def build_report(study_dir: Path | str | Storage, out_dir: Path | str | None = N
     report_path = out / "report.md"
     report_path.write_text(render_report(study, tables, found, plot_paths), encoding="utf-8")
     return ReportResult(study.directory, out, report_path, {t.name: t for t in tables}, table_paths,
-                        plot_paths, found, list(study.problems))
+                        plot_paths, found, list(study.problems), study)
 
 
 def default_out_dir(study_dir: Path | str | Storage, name: str) -> Path:
@@ -1086,7 +1086,7 @@ def add_report_arguments(parser: argparse.ArgumentParser) -> None:
 def run_report(args: argparse.Namespace) -> int:
     study_dir = Storage.at(args.study_dir if args.study_dir is not None else latest_study())
     result = build_report(study_dir, args.out, plots=not args.no_plots)
-    print(summary_table(study_dir, problems=False), end="")  # build_report printed them on stderr
+    print(summary_table(result.study, problems=False), end="")  # build_report printed them on stderr
     written = len(result.table_paths) * 2 + len(result.plots)
     print(f"report: {result.report_path} ({written} more files in {result.out_dir})")
     return 0

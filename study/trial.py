@@ -29,11 +29,11 @@ import torch
 from torch import nn
 
 from data import TaskData, save_split_indices
+from data.files import write_json, write_text
 from models import (CheckpointError, body_parameters, build_model, build_transfer_model, head_parameters,
-                    load_checkpoint, load_weights, save_checkpoint)
-from study import io as atomic
+                    load_checkpoint, load_weights, save_checkpoint, save_torch)
 from study.config import TrialConfig
-from study.metrics import classification_metrics, flat_metrics, selection_value
+from study.metrics import classification_metrics, flat_metrics, selection_key, selection_value
 from study.storage import fetch, is_uri
 
 CONFIG_FILE, EPOCHS_FILE, FINAL_FILE = "config.json", "metrics.csv", "final.json"
@@ -203,7 +203,7 @@ def _write_epochs_csv(path: Path, history: list[dict]) -> None:
     writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
     writer.writeheader()
     writer.writerows(history)
-    atomic.write_text(path, buffer.getvalue())
+    write_text(path, buffer.getvalue())
 
 
 def run_trial(config: TrialConfig, data: TaskData, out_dir: Path | str, *, report: Report | None = None,
@@ -250,7 +250,7 @@ def run_trial(config: TrialConfig, data: TaskData, out_dir: Path | str, *, repor
         log(f"Continuing {out_dir} from epoch {start_epoch}.")
     else:
         out_dir.mkdir(parents=True, exist_ok=True)
-        atomic.write_json(out_dir / CONFIG_FILE, _describe(config, data, device, dtype))
+        write_json(out_dir / CONFIG_FILE, _describe(config, data, device, dtype))
         save_split_indices(data, out_dir / SPLITS_FILE)
 
     if start_epoch <= config.epochs:
@@ -277,7 +277,7 @@ def run_trial(config: TrialConfig, data: TaskData, out_dir: Path | str, *, repor
                "best_epoch": best["epoch"], "best_val_metric": best["value"], "train_seconds": train_seconds,
                "seconds": seconds, "beats_per_s": len(y_train) / train_seconds}
         history.append(row)
-        atomic.save_torch(last_path, {
+        save_torch(last_path, {
             "format": STATE_FORMAT, "version": STATE_VERSION, "config": config.to_dict(),
             "fingerprint": data.fingerprint, "epoch": epoch, "model": model.state_dict(),
             "optimizer": optimizer.state_dict(), "torch_rng": torch.get_rng_state(),
@@ -285,7 +285,7 @@ def run_trial(config: TrialConfig, data: TaskData, out_dir: Path | str, *, repor
             "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
             "history": history, "best": best, "best_weights": best_weights, "stale_epochs": stale_epochs})
         _write_epochs_csv(out_dir / EPOCHS_FILE, history)
-        log(f"epoch {epoch:3d}/{config.epochs}  loss {loss:.4f}  {_metric_name(config.task)} {value:.4f}"
+        log(f"epoch {epoch:3d}/{config.epochs}  loss {loss:.4f}  val_{selection_key(config.task)} {value:.4f}"
             f"  (best {best['value']:.4f} @ {best['epoch']})  {seconds:.1f}s  {row['beats_per_s']:,.0f} beats/s")
         if report is not None:
             report(row, out_dir)
@@ -300,15 +300,13 @@ def run_trial(config: TrialConfig, data: TaskData, out_dir: Path | str, *, repor
         x_test = torch.tensor(data.test.x, dtype=torch.float32, device=device)
         test = evaluate(model, x_test, data.test.y, config.task, data.class_names, config.eval_batch_size, dtype)
     final = {"config": config.to_dict(), "fingerprint": data.fingerprint, "epochs_run": len(history),
-             "best_epoch": best["epoch"], "stopped_early": stopped_early, "selection_metric": _metric_name(config.task),
+             "best_epoch": best["epoch"], "stopped_early": stopped_early, "selection_metric": f"val_{selection_key(config.task)}",
              "val": best["val"], "test": test, "train_seconds": sum(row["train_seconds"] for row in history),
              "checkpoint": str(out_dir / BEST_FILE)}
-    atomic.write_json(final_path, final)
+    write_json(final_path, final)
     return final
 
 
-def _metric_name(task: str) -> str:
-    return "val_f1" if task == "mi" else "val_macro_f1"
 
 
 def _read_json(path: Path) -> dict:
