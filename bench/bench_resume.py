@@ -79,7 +79,7 @@ def resume_cost(work: Path) -> dict:
             "restored": "continuing the interrupted run in" in log, "kept": log.count("done earlier, kept")}
 
 
-def _store_bytes(address: str) -> int:
+def _store_bytes() -> int:
     """Bytes in use in /dev/shm, where Ray's object store maps its memory: a page counts once an object has
     been written to it (Ray does not pre-fault the store), so the delta from before the study is what its
     objects took. (Ray's own `ray memory` needs grpcio, which ray[tune] does not install.)"""
@@ -94,18 +94,17 @@ def object_store_peak(work: Path, rows: int) -> dict:
     from study.cli import main as study_main
 
     ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
-    address = ray.get_runtime_context().gcs_address
     if not Path("/dev/shm").is_dir():
         raise SystemExit("the object-store figure reads /dev/shm, which this machine lacks")
     samples, done = [], threading.Event()
 
     def sample():
         while not done.is_set():
-            samples.append(_store_bytes(address))
+            samples.append(_store_bytes())
             time.sleep(0.2)
 
     sampler = threading.Thread(target=sample, daemon=True)
-    idle = _store_bytes(address)
+    idle = _store_bytes()
     sampler.start()
     flags = ["launch", "--profile", "smoke", "--input", str(work / "input"), "--results", str(work / "results"),
              "--name", "store", "--demo-rows", str(rows), "--limit", str(rows), "--models", "cnet",

@@ -248,7 +248,7 @@ def finished_study(tmp_path_factory) -> Path:
     import ray
 
     root = tmp_path_factory.mktemp("finished")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
     try:
         assert main([*STUDY, "--models", "cnet", "--input", str(root / "input"), "--results", str(root)]) == 0
     finally:
@@ -312,7 +312,7 @@ def test_a_study_whose_disk_fills_while_copying_a_final_checkpoint_stops_with_on
 
     study, kept = _copy_study(finished_study, tmp_path)
     target = study / "checkpoints" / NEXT / "seed0" / "best.pt"
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
     try:
         soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
         # A file size limit on this process only (Ray's processes started before it): the driver's cell JSONs
@@ -350,7 +350,7 @@ def test_a_trial_that_cannot_write_its_checkpoint_ends_the_study_with_the_reason
 
     # Ray's workers (not Ray itself, whose object store is a file) get a 500 kB file size limit: a cnet
     # trial's last.pt (about 900 kB) fails in every attempt.
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False,
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False,
              runtime_env={"worker_process_setup_hook": limit_file_size})
     try:
         code = main([*STUDY, "--models", "cnet", "--input", str(finished_study / "input"),

@@ -1,11 +1,6 @@
-"""The Ray Tune study on a local Ray instance with 2 CPUs: the whole grid, transfer, shared GPUs, crashes, kills."""
+"""The Ray Tune study on a local Ray instance with 2 CPUs: the whole grid, transfer, shared GPUs, crashes (driver kills: test_faults.py)."""
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pandas as pd
@@ -16,7 +11,6 @@ from models import load_checkpoint
 from study.cli import main
 from study.grid import make_grid
 
-ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--limit", "150", "--samples", "1", "--max-epochs", "1", "--seeds", "1"]
 
 
@@ -66,8 +60,7 @@ def test_smoke_study_over_every_cell_writes_a_json_per_cell(local_ray, tmp_path,
         learned = load_checkpoint(result["best_checkpoint"])["state_dict"]
         body = [k for k in source if not k.startswith(("fc1.", "fc2."))]
         assert body and all(torch.equal(source[k], learned[k]) for k in body)
-        assert not torch.equal(source["fc1.weight"], learned["fc1.weight"][: source["fc1.weight"].shape[0]]) \
-            if source["fc1.weight"].shape == learned["fc1.weight"].shape else True
+        assert not torch.equal(source["fc1.weight"], learned["fc1.weight"])  # the head was replaced
         assert learned["fc2.weight"].shape[0] == 1
 
     # Running the same command again finds every cell done and trains nothing.
@@ -115,44 +108,6 @@ def test_a_trial_that_crashes_once_is_retried_from_its_checkpoint(tmp_path, monk
     assert len(progress) == 1
     assert progress[0]["epoch"].tolist() == [1, 2, 3, 4]
     assert progress[0]["attempt_started_at"].nunique() == 2  # two attempts: the crash and the retry
-
-
-def _launch_subprocess(tmp_path, name, *flags):
-    env = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "PYTHONPATH": str(ROOT)}
-    log = open(tmp_path / f"{name}.log", "a")
-    return subprocess.Popen(
-        [sys.executable, "-m", "study", "launch", "--profile", "smoke", "--input", str(tmp_path / "input"),
-         "--results", str(tmp_path / "results"), "--name", name, "--num-cpus", "2", *flags],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True), log
-
-
-@pytest.mark.slow
-def test_a_driver_killed_mid_study_and_relaunched_does_not_rerun_finished_cells(tmp_path):
-    flags = ["--tasks", "arrhythmia", "--models", "cnet", "--oversample", "none,smote", "--samples", "2",
-             "--max-epochs", "6", "--limit", "600", "--seeds", "1"]
-    study = tmp_path / "results" / "killed"
-    first = study / "cells" / "arrhythmia-cnet-none-scratch.json"
-    process, log = _launch_subprocess(tmp_path, "killed", *flags)
-    try:
-        deadline = time.time() + 240
-        while not first.exists() and time.time() < deadline and process.poll() is None:
-            time.sleep(0.2)
-        assert first.exists(), (tmp_path / "killed.log").read_text()
-        time.sleep(3)  # into the second cell's search
-    finally:
-        os.killpg(process.pid, signal.SIGKILL)  # the driver and the Ray instance it started
-        process.wait()
-    finished = first.read_text()
-    assert not (study / "cells" / "arrhythmia-cnet-smote-scratch.json").exists()
-
-    process, log = _launch_subprocess(tmp_path, "killed", *flags)
-    assert process.wait(timeout=300) == 0, (tmp_path / "killed.log").read_text()
-    output = (tmp_path / "killed.log").read_text()
-    assert "arrhythmia-cnet-none-scratch: done earlier, kept" in output
-    assert "continuing the interrupted run in" in output and "arrhythmia-cnet-smote-scratch-search" in output
-    assert first.read_text() == finished  # not run again, not rewritten
-    assert json.loads((study / "cells" / "arrhythmia-cnet-smote-scratch.json").read_text())["seeds"]
-    assert not list(study.rglob("*.tmp")), "no half-written file is left behind"
 
 
 def test_a_changed_plan_is_refused_for_an_existing_study(local_ray, tmp_path, capsys):
