@@ -83,6 +83,14 @@ def missing_file_message(path: Path) -> str:
             f"for example with `python -m data.download --to {folder}`")
 
 
+def kaggle_text(x: np.ndarray, y: np.ndarray) -> str:
+    """Kaggle's text form of beats: float32 values as `%.18e`, comma-separated, the label last, one row a line."""
+    rows = np.hstack([x.astype(np.float32), y[:, None].astype(np.float32)]).astype(np.float64)
+    line = ",".join(["%.18e"] * rows.shape[1]) + "\n"
+    # One %-format over many rows runs in C: as fast as np.savetxt, and the same text.
+    return (line * len(rows)) % tuple(rows.ravel().tolist())
+
+
 def load_beats(path, cache_dir=None) -> tuple[np.ndarray, np.ndarray]:
     """Samples (float32, (n, 187)) and labels (int64, (n,)) of one heartbeat CSV; see the module doc."""
     beats = load_beat_file(path, cache_dir)

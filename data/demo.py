@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from data.beats import kaggle_text
 from data.files import write_bytes
 from data.constants import (ARRHYTHMIA_CLASSES, BEAT_LEN, MITBIH_TEST, MITBIH_TRAIN, PTB_ABNORMAL,
                             PTB_NORMAL)
@@ -166,10 +167,8 @@ def make_beats(kind: str, rows: int, rng: np.random.Generator) -> tuple[np.ndarr
 
 def format_rows(x: np.ndarray, y: np.ndarray) -> bytes:
     """The Kaggle text form: 187 samples then the label, each `%.18e`, comma-separated, one row a line."""
-    line = ",".join(["%.18e"] * (BEAT_LEN + 1)) + "\n"
-    table = np.concatenate([x.astype(np.float64), y.astype(np.float64)[:, None]], axis=1)
-    text = "".join([line % tuple(row) for row in table.tolist()]).encode("ascii")
-    if len(text) != ROW_BYTES * len(table):  # a value outside [0, 10) would change the row width
+    text = kaggle_text(x, y).encode("ascii")
+    if len(text) != ROW_BYTES * len(x):  # a value outside [0, 10) would change the row width
         raise ValueError("demo rows must be 4,700 bytes each; a value left [0, 1]")
     return text
 

@@ -46,6 +46,7 @@ from data.constants import (ARRHYTHMIA_CLASSES, BEAT_LEN, MI_CLASSES, MITBIH_TES
                             PHYSIONET_BUILD, PTB_NORMAL, SAMPLE_RATE_HZ)
 
 from data import DataError
+from data.beats import kaggle_text
 from data.files import atomic_write, write_text
 
 DATABASES = ("mitdb", "ptbdb")
@@ -323,14 +324,6 @@ def by_class(beats: Beats) -> Beats:
     return beats.take(np.argsort(beats.y, kind="stable"))
 
 
-def format_rows(x: np.ndarray, y: np.ndarray) -> str:
-    """Kaggle's text: float32 values as `%.18e`, comma-separated, the label last, one row a line."""
-    rows = np.hstack([x.astype(np.float32), y[:, None].astype(np.float32)]).astype(np.float64)
-    line = ",".join(["%.18e"] * rows.shape[1]) + "\n"
-    # One %-format over many rows runs in C: as fast as np.savetxt, and the same text.
-    return (line * len(rows)) % tuple(rows.ravel().tolist())
-
-
 def write_beats(path: Path, beats: Beats, class_names: tuple[str, ...], chunk: int = 4096) -> None:
     """Write `path` (Kaggle format) and `<stem>.beats.csv` beside it; both appear whole or not at all."""
     path = Path(path)
@@ -338,7 +331,7 @@ def write_beats(path: Path, beats: Beats, class_names: tuple[str, ...], chunk: i
     def write_rows(tmp: Path) -> None:
         with open(tmp, "w", newline="\n") as f:
             for start in range(0, len(beats), chunk):
-                f.write(format_rows(beats.x[start:start + chunk], beats.y[start:start + chunk]))
+                f.write(kaggle_text(beats.x[start:start + chunk], beats.y[start:start + chunk]))
 
     def write_side(tmp: Path) -> None:
         with open(tmp, "w", newline="\n") as f:

@@ -132,7 +132,7 @@ def prepare_task(task: str, input_dir="input", *, seed: int = 0, val_fraction: f
         index = np.where(origin >= 0, train.index[np.maximum(origin, 0)], -1)
         train = _frozen(Split(x_res, y_res, index))
     fingerprint = (plain_fingerprint if oversample == "none" else
-                   _digest({"split": split_fingerprint, "oversample": oversample, **_library_version(oversample)}))
+                   _digest({"split": split_fingerprint, "oversample": oversample, **_library_version()}))
     return TaskData(task=task, train=train, val=_split(x, y, val_idx), test=test,
                     class_names=TASK_CLASSES[task], oversample=oversample, seed=int(seed),
                     val_fraction=float(val_fraction), fingerprint=fingerprint,
@@ -184,9 +184,8 @@ def _digest(obj) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()
 
 
-def _library_version(oversample: str) -> dict:
-    if oversample == "none":
-        return {}
+def _library_version() -> dict:
+    """What made an oversampled training split, beside how: another imbalanced-learn may sample otherwise."""
     import imblearn
     return {"imblearn": imblearn.__version__}
 
