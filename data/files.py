@@ -27,6 +27,12 @@ def is_temporary(path: Path | str) -> bool:
     return bool(_TEMPORARY_NAME.fullmatch(Path(path).name))
 
 
+def temporary_path(path: Path | str) -> Path:
+    """A unique name beside ``path`` for its content while it is being written (see ``is_temporary``)."""
+    path = Path(path)
+    return path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:12]}{TEMPORARY_SUFFIX}")
+
+
 def atomic_write(path: Path | str, write: Callable[[Path], None]) -> Path:
     """Call ``write(tmp)`` on a temporary file beside ``path``, flush it to disk, then rename it over ``path``.
 
@@ -37,7 +43,7 @@ def atomic_write(path: Path | str, write: Callable[[Path], None]) -> Path:
     temporary file is removed, and a file already at ``path`` is left as it was.
     """
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:12]}{TEMPORARY_SUFFIX}")
+    tmp = temporary_path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         write(tmp)
