@@ -4,7 +4,7 @@
     python -m study launch --profile paper --input input/         # the original budgets, 3 seeds
     python -m study launch --profile paper --address auto --results /mnt/shared/results   # a Ray cluster
 
-Each cell (task x model x oversampling x init) gets its own Tuner: OptunaSearch over learning rate and
+Each cell (task x model x oversampling x init) gets its own Tuner: Optuna (study/search.py) over learning rate and
 batch size, successive halving (study/scheduler.py: ASHA decided in proposal order, so the same seeds give the
 same study) stopping poor trials on the validation metric. The best trial's hyperparameters are
 then trained again with K seeds, and only those runs are evaluated on the test split. One JSON per cell
@@ -15,11 +15,13 @@ import argparse
 import json
 import logging
 import os
+import pickle
 import re
 import shutil
 import socket
 import tempfile
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -450,9 +452,14 @@ def _tuner(trainable, name: str, study: Study, plan: StudyPlan, tune_config, par
 
     path, filesystem = study.tune_storage(name)
     if tune.Tuner.can_restore(path, storage_filesystem=filesystem):
-        print(f"    continuing the interrupted run in {study.store.ref('tune/' + name)}", flush=True)
-        return tune.Tuner.restore(path, trainable=trainable, resume_errored=True, param_space=param_space,
-                                  storage_filesystem=filesystem)
+        where = study.store.ref("tune/" + name)
+        if _restorable(study.store.child("tune/" + name)):
+            print(f"    continuing the interrupted run in {where}", flush=True)
+            return tune.Tuner.restore(path, trainable=trainable, resume_errored=True, param_space=param_space,
+                                      storage_filesystem=filesystem)
+        print(f"    starting the interrupted run in {where} again: the driver was stopped while Tune copied its "
+              "state there, and what it copied is cut short", flush=True)
+        study.store.delete_folder("tune/" + name)
     for stale in state_files:
         study.store.delete(stale)
     storage_path, filesystem = study.tune_storage()
@@ -461,6 +468,50 @@ def _tuner(trainable, name: str, study: Study, plan: StudyPlan, tune_config, par
         failure_config=tune.FailureConfig(max_failures=3),
         checkpoint_config=tune.CheckpointConfig(num_to_keep=2))
     return tune.Tuner(trainable, param_space=param_space, tune_config=tune_config, run_config=run_config)
+
+
+@contextmanager
+def _pending_trials(count: int):
+    """Let Tune keep ``count`` trials waiting for resources: with a searcher that is not its own
+    ConcurrencyLimiter it keeps one, and the trials of a cell then start one after another. (Tune reads this
+    setting only from the environment; one a user set is kept.)"""
+    name = "TUNE_MAX_PENDING_TRIALS_PG"
+    if name in os.environ:
+        yield
+        return
+    os.environ[name] = str(count)
+    try:
+        yield
+    finally:
+        os.environ.pop(name, None)
+
+
+def _restorable(experiment: Storage) -> bool:
+    """Whether Tune's record of an interrupted run reads back whole: the Tuner, the newest experiment state (the
+    trials) and the newest search state (the experiment's spec).
+
+    Tune copies these files into the results folder in place, not through a temporary file, so a driver killed
+    mid-copy leaves one cut short. Ray 2.60 then logs that it failed to restore and carries on as a new run of a
+    single trial, which would stand as the cell's search. Such a run is started again instead (the same seeds
+    give the same trials; study/search.py).
+    """
+    from ray import cloudpickle
+
+    names = experiment.list("")
+
+    def newest(prefix: str) -> str | None:  # as Tune chooses: the greatest name, whose timestamp is the latest
+        return max((n for n in names if n.startswith(prefix) and n.endswith(".json")), default=None)
+
+    state, search = newest("experiment_state-"), newest("search_gen_state-")
+    if state is None or search is None or "tuner.pkl" not in names:
+        return False
+    try:
+        json.loads(experiment.read_text(state))
+        cloudpickle.loads(experiment.read_bytes(search))
+        cloudpickle.loads(experiment.read_bytes("tuner.pkl"))
+    except (ValueError, EOFError, pickle.UnpicklingError):  # JSON, UTF-8 and pickles cut short
+        return False
+    return True
 
 
 def _trial_slots(plan: StudyPlan, resources: dict) -> int:
@@ -475,9 +526,9 @@ def _trial_slots(plan: StudyPlan, resources: dict) -> int:
 def run_cell(cell: Cell, plan: StudyPlan, study: Study, loader: DataLoader, number: int, concurrent: int,
              verbose: bool) -> dict:
     from ray import tune
-    from ray.tune.search.optuna import OptunaSearch
 
     from study.scheduler import OrderedASHA
+    from study.search import AdoptingFIFO, OptunaProposals, ProposalSearch, SeedProposals
 
     total = len(plan.cells)
     started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
@@ -491,16 +542,18 @@ def run_cell(cell: Cell, plan: StudyPlan, study: Study, loader: DataLoader, numb
     # Optuna over lr and batch size, successive halving on the validation metric; `val_metric` is the cell's
     # selection metric. The rungs are decided in proposal order and kept in a file, so neither which trial
     # finishes an epoch first nor a restore changes which trials are stopped.
-    space = {"phase": "search", "lr": tune.loguniform(*LR_RANGE), "batch_size": tune.choice(batch_sizes),
-             "base": base}
+    # The searchers cap the trials in flight themselves (not Tune's max_concurrent_trials), and rebuild themselves
+    # from the restored trials rather than from a saved state a kill may leave out of step (study/search.py).
     rungs_file = f"tune/{cell.cell_id}-rungs.json"
     tune_config = tune.TuneConfig(
-        search_alg=OptunaSearch(metric="val_metric", mode="max", seed=plan.search_seed),
-        scheduler=OrderedASHA(study.store, rungs_file, metric="val_metric", mode="max", time_attr="epoch", max_t=max_epochs,
-                              grace_period=plan.grace_period, reduction_factor=2),
-        num_samples=plan.samples, max_concurrent_trials=concurrent, trial_dirname_creator=_trial_dirname)
-    search = _tuner(trainable, f"{cell.cell_id}-search", study, plan, tune_config, space, verbose,
-                    state_files=(rungs_file,)).fit()
+        search_alg=ProposalSearch(OptunaProposals(lr_range=LR_RANGE, batch_sizes=batch_sizes, metric="val_metric",
+                                                  mode="max", seed=plan.search_seed, max_concurrent=concurrent)),
+        scheduler=OrderedASHA(study.store, rungs_file, metric="val_metric", mode="max", time_attr="epoch",
+                              max_t=max_epochs, grace_period=plan.grace_period, reduction_factor=2),
+        num_samples=plan.samples, trial_dirname_creator=_trial_dirname)
+    with _pending_trials(concurrent):
+        search = _tuner(trainable, f"{cell.cell_id}-search", study, plan, tune_config,
+                        {"phase": "search", "base": base}, verbose, state_files=(rungs_file,)).fit()
     trials, curve, best_config = _search_summary(search, max_epochs)
     # The choice is made once: a restored search may rerun errored trials, but the seeds train what was chosen.
     chosen_file = f"tune/{cell.cell_id}-chosen.json"
@@ -516,9 +569,12 @@ def run_cell(cell: Cell, plan: StudyPlan, study: Study, loader: DataLoader, numb
                          "again to continue.")
 
     final_base = {**base, **best_config}
-    final_config = tune.TuneConfig(max_concurrent_trials=concurrent, trial_dirname_creator=_trial_dirname)
-    finals = _tuner(trainable, f"{cell.cell_id}-final", study, plan, final_config,
-                    {"phase": "final", "seed": tune.grid_search(list(plan.seeds)), "base": final_base}, verbose).fit()
+    final_config = tune.TuneConfig(search_alg=ProposalSearch(SeedProposals(list(plan.seeds), concurrent)),
+                                   scheduler=AdoptingFIFO(), num_samples=len(plan.seeds),
+                                   trial_dirname_creator=_trial_dirname)
+    with _pending_trials(concurrent):
+        finals = _tuner(trainable, f"{cell.cell_id}-final", study, plan, final_config,
+                        {"phase": "final", "base": final_base}, verbose).fit()
     seeds = []
     for result in finals:
         if result.error is not None or result.checkpoint is None:
@@ -589,7 +645,7 @@ def _search_summary(search, max_epochs: int) -> tuple[list[dict], list[dict], di
     chooses the same configuration whether it ran straight through or was restored.
     """
     trials, best, best_frame = [], None, None
-    from study.scheduler import proposal_number
+    from study.search import proposal_number
 
     for result in sorted(search, key=lambda r: (proposal_number(r.metrics.get("experiment_tag", "")),
                                                 r.metrics.get("trial_id", ""))):

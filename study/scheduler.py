@@ -11,12 +11,11 @@ When one of those is still on its way there, the trial is paused (Tune checkpoin
 the answer is known. Every value and decision is written to a JSON file, so a restored Tuner replays them.
 """
 
-import math
-
 import numpy as np
 from ray.tune.experiment import Trial
-from ray.tune.schedulers import FIFOScheduler, TrialScheduler
+from ray.tune.schedulers import TrialScheduler
 
+from study.search import AdoptingFIFO, proposal_order
 from study.storage import Storage
 
 RUNGS_FORMAT, RUNGS_VERSION = "ecg-study-rungs", 1
@@ -40,18 +39,7 @@ def below_cutoff(value: float, earlier: list[float], reduction_factor: int, mode
     return bool(sign * value < cutoff)
 
 
-def proposal_number(experiment_tag: str) -> float:
-    """The order the searcher proposed a trial in: Tune tags trials "N_<config>", N counting from 1, and a
-    restored search keeps its counter. (Trial IDs are random; Tune re-adds restored trials newest first.)"""
-    number = str(experiment_tag).partition("_")[0]
-    return int(number) if number.isdigit() else math.inf
-
-
-def proposal_order(trial: Trial) -> tuple:
-    return proposal_number(trial.experiment_tag), trial.trial_id
-
-
-class OrderedASHA(FIFOScheduler):
+class OrderedASHA(AdoptingFIFO):
     """Asynchronous successive halving, decided in proposal order; its rungs live in the file ``state_file`` of
     ``store`` (the study's folder, local or on s3:// and the like)."""
 
@@ -111,6 +99,7 @@ class OrderedASHA(FIFOScheduler):
         # PENDING trial by itself, so it is held as PAUSED: only choose_trial_to_run lets a paused trial go on.
         if trial.status == Trial.PENDING and self._held_at(trial) is not None:
             trial.set_status(Trial.PAUSED)
+        super().on_trial_add(tune_controller, trial)
 
     def on_trial_result(self, tune_controller, trial: Trial, result: dict) -> str:
         epoch, value = result.get(self.time_attr), result.get(self._metric)

@@ -353,9 +353,8 @@ def finish(process: subprocess.Popen, workspace, log_name: str) -> str:
     try:
         code = process.wait(timeout=600)
     except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
-        raise
+        kill(process)
+        pytest.fail(f"the driver did not end within 600 s; its output:\n{log_text(workspace, log_name)}")
     text = log_text(workspace, log_name)
     assert code == 0, text
     return text
