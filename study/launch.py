@@ -32,7 +32,7 @@ from study.config import TrialConfig
 from study.grid import (BATCH_SIZES, CELL_OVERSAMPLING, INITS, LR_RANGE, MODELS, PROFILES, SMOTE_METHODS, Cell,
                         make_grid)
 from study.metrics import selection_key
-from study.storage import LocalStorage, Storage, is_uri
+from study.storage import LocalStorage, Storage, WholeFileHandler, is_uri
 from study.trial import BEST_FILE, EPOCHS_FILE, FINAL_FILE, LAST_FILE, run_trial
 
 CELL_FORMAT, STUDY_FORMAT, FORMAT_VERSION = "ecg-study-cell", "ecg-study", 1
@@ -97,8 +97,7 @@ def _restore_work_dir() -> Path:
     work.mkdir(parents=True)
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:
-        with checkpoint.as_directory() as saved:
-            shutil.copytree(saved, work, dirs_exist_ok=True)
+        checkpoint.to_directory(str(work))  # one copy, from a local folder or a download alike
     return work
 
 
@@ -582,10 +581,10 @@ def run_cell(cell: Cell, plan: StudyPlan, study: Study, loader: DataLoader, numb
                              f"{_trial_error(result.error)}; run the same command again to continue.")
         seed = int(result.config["seed"])
         target = f"checkpoints/{cell.cell_id}/seed{seed}"
-        with result.checkpoint.as_directory() as saved:
-            final = json.loads((Path(saved) / FINAL_FILE).read_text())
+        with _checkpoint_folder(result.checkpoint) as saved:
+            final = json.loads((saved / FINAL_FILE).read_text())
             for name in (BEST_FILE, FINAL_FILE, EPOCHS_FILE):
-                study.store.put_file(Path(saved) / name, f"{target}/{name}")
+                study.store.put_file(saved / name, f"{target}/{name}")
         seeds.append({"seed": seed, "epochs_run": final["epochs_run"], "best_epoch": final["best_epoch"],
                       "val": final["val"], "test": final["test"], "checkpoint": study.store.ref(f"{target}/{BEST_FILE}"),
                       **_whereabouts(result.metrics_dataframe)})
@@ -613,6 +612,18 @@ def run_cell(cell: Cell, plan: StudyPlan, study: Study, loader: DataLoader, numb
           f"(lr {best_config['lr']:.2g}, batch {best_config['batch_size']}), "
           f"test {key.replace('_', ' ')} {mean:.4f} over {len(seeds)} seed(s)", flush=True)
     return result
+
+
+@contextmanager
+def _checkpoint_folder(checkpoint):
+    """A Tune checkpoint's folder on this machine: the folder itself in a local (or NFS) results folder, which
+    Tune reaches through WholeFileHandler and, not knowing that file system is local, would copy first; else a
+    downloaded copy."""
+    if isinstance(getattr(checkpoint.filesystem, "handler", None), WholeFileHandler):
+        yield Path(checkpoint.path)
+    else:
+        with checkpoint.as_directory() as folder:
+            yield Path(folder)
 
 
 def _trial_error(error) -> str:

@@ -259,13 +259,14 @@ import ray
 from ray import tune
 
 from study.scheduler import OrderedASHA
+from study.search import ProposalSearch, SeedProposals
 from study.storage import Storage
 
 DELAY, VALUE = (2.0, 0.1, 0.1), (0.5, 0.1, 0.9)  # seconds an epoch, and the metric, of trials 0, 1, 2
 
 
 def trainable(config):
-    t, start, checkpoint = config["t"], 1, tune.get_checkpoint()
+    t, start, checkpoint = config["seed"], 1, tune.get_checkpoint()
     if checkpoint:
         with checkpoint.as_directory() as saved:
             start = int(Path(saved, "epoch").read_text()) + 1
@@ -279,15 +280,19 @@ def trainable(config):
 storage = Path(sys.argv[1])
 ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
 bound = tune.with_resources(trainable, {"cpu": 1})
-if tune.Tuner.can_restore(str(storage / "toy")):
-    tuner = tune.Tuner.restore(str(storage / "toy"), trainable=bound)
+path, filesystem = Storage.at(storage).tune_storage()  # as the study: whole files
+if tune.Tuner.can_restore(str(storage / "toy"), storage_filesystem=filesystem):
+    tuner = tune.Tuner.restore(str(storage / "toy"), trainable=bound, storage_filesystem=filesystem)
 else:
     scheduler = OrderedASHA(Storage.at(storage), "rungs.json", metric="val_metric", mode="max", time_attr="epoch",
                             max_t=4, grace_period=1)
-    tuner = tune.Tuner(bound, param_space={"t": tune.grid_search([0, 1, 2])},
-                       tune_config=tune.TuneConfig(scheduler=scheduler, max_concurrent_trials=2),
-                       run_config=tune.RunConfig(storage_path=str(storage), name="toy", verbose=0))
-epochs = {r.config["t"]: r.metrics_dataframe["epoch"].tolist() for r in tuner.fit() if r.error is None}
+    # Trials 0, 1, 2 proposed in that order, two in flight at a time.
+    tuner = tune.Tuner(bound, param_space={}, tune_config=tune.TuneConfig(
+                           search_alg=ProposalSearch(SeedProposals([0, 1, 2], max_concurrent=2)),
+                           scheduler=scheduler, num_samples=3),
+                       run_config=tune.RunConfig(storage_path=path, storage_filesystem=filesystem, name="toy",
+                                                 verbose=0))
+epochs = {r.config["seed"]: r.metrics_dataframe["epoch"].tolist() for r in tuner.fit() if r.error is None}
 print("EPOCHS", json.dumps(epochs))
 """
 
