@@ -452,12 +452,12 @@ def _tuner(trainable, name: str, study: Study, plan: StudyPlan, tune_config, par
     path, filesystem = study.tune_storage(name)
     if tune.Tuner.can_restore(path, storage_filesystem=filesystem):
         where = study.store.ref("tune/" + name)
-        if _restorable(study.store.child("tune/" + name)):
+        unreadable = _unrestorable(study.store.child("tune/" + name))
+        if unreadable is None:
             print(f"    continuing the interrupted run in {where}", flush=True)
             return tune.Tuner.restore(path, trainable=trainable, resume_errored=True, param_space=param_space,
                                       storage_filesystem=filesystem)
-        print(f"    starting the interrupted run in {where} again: the driver was stopped while Tune copied its "
-              "state there, and what it copied is cut short", flush=True)
+        print(f"    starting the interrupted run in {where} again: {unreadable}", flush=True)
         study.store.delete_folder("tune/" + name)
     for stale in state_files:
         study.store.delete(stale)
@@ -485,14 +485,14 @@ def _pending_trials(count: int):
         os.environ.pop(name, None)
 
 
-def _restorable(experiment: Storage) -> bool:
-    """Whether Tune's record of an interrupted run reads back whole: the Tuner, the newest experiment state (the
-    trials) and the newest search state (the experiment's spec).
+def _unrestorable(experiment: Storage) -> str | None:
+    """Why Tune could not restore the interrupted run in ``experiment``, or None when it can: the Tuner, the
+    newest experiment state (the trials) and the newest search state (the experiment's spec) must read back.
 
-    Tune copies these files into the results folder in place, not through a temporary file, so a driver killed
-    mid-copy leaves one cut short. Ray 2.60 then logs that it failed to restore and carries on as a new run of a
-    single trial, which would stand as the cell's search. Such a run is started again instead (the same seeds
-    give the same trials; study/search.py).
+    A driver stopped before Tune first saved its state leaves only the Tuner; older versions of this study (and
+    Tune itself, without WholeFileHandler) copied these files in place, so a kill mid-copy could cut one short.
+    Ray 2.60 then logs that it failed to restore and carries on as a new run of a single trial, which would stand
+    as the cell's search. Such a run is started again instead: the same seeds give the same trials.
     """
     from ray import cloudpickle
 
@@ -503,19 +503,19 @@ def _restorable(experiment: Storage) -> bool:
 
     state, search = newest("experiment_state-"), newest("search_gen_state-")
     if state is None or search is None or "tuner.pkl" not in names:
-        return False
+        return "Tune had not saved its state yet"
     try:
         json.loads(experiment.read_text(state))
         cloudpickle.loads(experiment.read_bytes(search))
         cloudpickle.loads(experiment.read_bytes("tuner.pkl"))
     except (ValueError, EOFError, pickle.UnpicklingError):  # JSON, UTF-8 and pickles cut short
-        return False
-    return True
+        return "Tune's saved state was cut short when the driver stopped"
+    return None
 
 
 def _trial_slots(plan: StudyPlan, resources: dict) -> int:
-    """How many trials the cluster runs at once. Tune needs it said: with a searcher it otherwise starts
-    trials one at a time (one pending trial), which leaves CPUs and GPU shares idle."""
+    """How many trials the cluster runs at once: the searchers' cap on trials in flight, and how many Tune may
+    keep waiting for resources (with one, a cell's trials would start one after another)."""
     slots = resources.get("CPU", 1) // plan.cpus_per_trial
     if plan.gpus_per_trial > 0:
         slots = min(slots, resources.get("GPU", 0) // plan.gpus_per_trial)

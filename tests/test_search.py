@@ -13,7 +13,7 @@ import pyarrow.fs
 import pytest
 from ray.tune.experiment import Trial
 
-from study.launch import _restorable
+from study.launch import _unrestorable
 from study.search import OptunaProposals, ProposalSearch, SeedProposals
 from study.storage import LocalStorage, WholeFileHandler
 
@@ -147,28 +147,32 @@ def write_experiment(folder: Path) -> None:
         (folder / f"search_gen_state-{stamp}.json").write_bytes(pickle.dumps({"counter": 1}))
 
 
-@pytest.mark.parametrize("cut, whole", [
-    (None, True),
-    ("experiment_state-2026-01-01_00-00-09.json", False),  # the newest one is what Tune would restore
-    ("search_gen_state-2026-01-01_00-00-09.json", False),
-    ("tuner.pkl", False),
-    ("experiment_state-2026-01-01_00-00-00.json", True),  # an older session's file is not read
+CUT_SHORT = "Tune's saved state was cut short when the driver stopped"
+
+
+@pytest.mark.parametrize("cut, why", [
+    (None, None),
+    ("experiment_state-2026-01-01_00-00-09.json", CUT_SHORT),  # the newest one is what Tune would restore
+    ("search_gen_state-2026-01-01_00-00-09.json", CUT_SHORT),
+    ("tuner.pkl", CUT_SHORT),
+    ("experiment_state-2026-01-01_00-00-00.json", None),  # an older session's file is not read
 ])
-def test_tunes_state_cut_short_is_recognised(tmp_path, cut, whole):
+def test_tunes_state_cut_short_is_recognised(tmp_path, cut, why):
     folder = tmp_path / "cell-search"
     write_experiment(folder)
     if cut is not None:
         data = (folder / cut).read_bytes()
         (folder / cut).write_bytes(data[: len(data) // 2])
-    assert _restorable(LocalStorage(folder)) is whole
+    assert _unrestorable(LocalStorage(folder)) == why
 
 
-def test_tunes_state_with_a_file_missing_is_not_restorable(tmp_path):
+@pytest.mark.parametrize("missing", ["experiment_state-*", "search_gen_state-*", "tuner.pkl"])
+def test_a_run_stopped_before_tune_saved_its_state_is_not_restored(tmp_path, missing):
     folder = tmp_path / "cell-search"
     write_experiment(folder)
-    for path in folder.glob("search_gen_state-*"):
+    for path in folder.glob(missing):
         path.unlink()
-    assert not _restorable(LocalStorage(folder))
+    assert _unrestorable(LocalStorage(folder)) == "Tune had not saved its state yet"
 
 
 WRITER = """
