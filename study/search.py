@@ -44,7 +44,7 @@ class Proposals(Searcher):
         self.max_concurrent = max_concurrent
         self._live: set[str] = set()  # proposed or adopted, not finished
         self._finished: set[str] = set()
-        self._adopted: list[tuple[float, Trial]] = []  # restored trials not yet taken back, with their number
+        self._adopted: list[Trial] = []  # restored trials not yet taken back
 
     # Tune's interface.
 
@@ -76,13 +76,12 @@ class Proposals(Searcher):
     def adopt(self, trial: Trial) -> None:
         """A trial Tune restored from its experiment state; taken back, in proposal order, before the next call."""
         if trial.trial_id not in self._live and trial.trial_id not in self._finished:
-            self._adopted.append((proposal_number(trial.experiment_tag), trial))
+            self._adopted.append(trial)
 
     def _take_back_adopted(self) -> None:
         if not self._adopted:
             return
-        adopted, self._adopted = sorted(self._adopted, key=lambda item: (item[0], item[1].trial_id)), []
-        trials = [trial for _, trial in adopted]
+        trials, self._adopted = sorted(self._adopted, key=proposal_order), []
         self.take_back(trials)
         for trial in trials:
             # Tune re-adds an unfinished trial as PENDING (or a scheduler holds it PAUSED): it runs on, in flight.
@@ -101,7 +100,7 @@ class Proposals(Searcher):
 
 
 class OptunaProposals(Proposals):
-    """Optuna's TPE (seeded) over learning rate (log-uniform) and batch size (a choice), maximising ``metric``.
+    """Optuna's TPE (seeded) over learning rate (log-uniform) and batch size (a choice), on ``metric``.
 
     A restore replays the proposals: a fresh study with the same seed is asked again, once per restored trial in
     proposal order, and then told the finished trials' values. While fewer than ``n_startup_trials`` trials have
@@ -116,24 +115,18 @@ class OptunaProposals(Proposals):
         if mode not in ("min", "max"):
             raise ValueError(f"mode must be 'min' or 'max'; got {mode!r}.")
         super().__init__(max_concurrent, metric=metric, mode=mode)
-        self.seed = seed
         self.space = {"lr": optuna.distributions.FloatDistribution(*lr_range, log=True),
                       "batch_size": optuna.distributions.CategoricalDistribution(list(batch_sizes))}
-        self._study = self._new_study()
-        self._asked: dict[str, optuna.trial.Trial] = {}
-
-    def _new_study(self) -> optuna.Study:
-        return optuna.create_study(direction="maximize" if self.mode == "max" else "minimize",
-                                   sampler=optuna.samplers.TPESampler(seed=self.seed))
+        self._study = optuna.create_study(direction="maximize" if mode == "max" else "minimize",
+                                          sampler=optuna.samplers.TPESampler(seed=seed))
+        self._asked: dict[str, optuna.trial.Trial] = {}  # every trial in flight (proposed or taken back)
 
     def propose(self, trial_id: str) -> dict:
         self._asked[trial_id] = self._study.ask(fixed_distributions=self.space)
         return dict(self._asked[trial_id].params)
 
     def learn(self, trial_id: str, result: dict | None, error: bool) -> None:
-        asked = self._asked.pop(trial_id, None)
-        if asked is None:
-            return
+        asked = self._asked.pop(trial_id)
         value = (result or {}).get(self.metric)
         if value is None or (isinstance(value, float) and math.isnan(value)):
             state = optuna.trial.TrialState.FAIL if error or value is not None else optuna.trial.TrialState.PRUNED
@@ -179,9 +172,6 @@ class SeedProposals(Proposals):
 class ProposalSearch(SearchGenerator):
     """Tune's search generator around a ``Proposals`` searcher; after a restore, the count of trials proposed
     (which numbers them, and ends the search at ``num_samples``) comes from the adopted trials too."""
-
-    def __init__(self, searcher: Proposals):
-        super().__init__(searcher)
 
     def restore_from_dir(self, dirpath: str) -> None:
         super().restore_from_dir(dirpath)  # the experiment spec; the searcher reads nothing

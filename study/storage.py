@@ -255,9 +255,6 @@ class WholeFileHandler(pyarrow.fs.FileSystemHandler):
     def __eq__(self, other) -> bool:
         return isinstance(other, WholeFileHandler)
 
-    def __ne__(self, other) -> bool:
-        return not self == other
-
     def get_type_name(self) -> str:
         return "local-whole-files"
 
