@@ -141,7 +141,8 @@ def cell_trainable(config: dict, data) -> None:
     if config["phase"] == "search":
         trial = TrialConfig.from_dict({**config["base"], "lr": float(config["lr"]),
                                        "batch_size": int(config["batch_size"])})
-        run_trial(trial, data, work, report=_reporter(), evaluate_test=False)
+        # metrics.csv travels in every checkpoint: the search summary reads each trial's epochs from there.
+        run_trial(trial, data, work, report=_reporter(extra_files=(EPOCHS_FILE,)), evaluate_test=False)
         return
     trial = TrialConfig.from_dict({**config["base"], "seed": int(config["seed"])})
     report = _reporter(extra_files=(FINAL_FILE, EPOCHS_FILE))
@@ -649,6 +650,25 @@ def _trial_dirname(trial) -> str:
     return f"trial_{trial.trial_id}"
 
 
+def _trial_epochs(result):
+    """A search trial's epochs, from metrics.csv in its latest checkpoint: the epochs its restore point holds.
+
+    Not Tune's result.json: Tune copies that and its experiment state to the results folder one file at a time,
+    so a driver killed in between restores a trial from a checkpoint whose epochs result.json lacks, and the
+    resumed trial never reports them again. Results of older versions (no metrics.csv there) fall back to Tune's.
+    """
+    import pandas as pd
+    from pyarrow.fs import FileType
+
+    checkpoint = result.checkpoint
+    if checkpoint is not None:
+        path = f"{checkpoint.path}/{EPOCHS_FILE}"
+        if checkpoint.filesystem.get_file_info(path).type == FileType.File:
+            with checkpoint.filesystem.open_input_stream(path) as stream:
+                return pd.read_csv(stream)
+    return result.metrics_dataframe
+
+
 def _search_summary(search, max_epochs: int) -> tuple[list[dict], list[dict], dict | None]:
     """Every trial's hyperparameters and best validation metric; the best trial's curve and config.
 
@@ -662,14 +682,14 @@ def _search_summary(search, max_epochs: int) -> tuple[list[dict], list[dict], di
                                                 r.metrics.get("trial_id", ""))):
         if not result.config:  # failed before it started (its worker could not even import it): nothing to record
             continue
-        frame = result.metrics_dataframe
+        frame = _trial_epochs(result)
         has_metric = frame is not None and "val_metric" in frame
         value = float(frame["val_metric"].max()) if has_metric else None
         epochs = int(frame["epoch"].max()) if has_metric else 0
         trials.append({"trial_id": result.metrics.get("trial_id", ""), "lr": float(result.config["lr"]),
                        "batch_size": int(result.config["batch_size"]), "val_metric": value, "epochs": epochs,
                        "stopped_early": result.error is None and epochs < max_epochs,
-                       "failed": result.error is not None, **_whereabouts(frame)})
+                       "failed": result.error is not None, **_whereabouts(result.metrics_dataframe)})
         if value is not None and (best is None or value > best[0]):
             best, best_frame = (value, result.config), frame
     if best is None:

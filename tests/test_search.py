@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pyarrow.fs
 import pytest
@@ -217,3 +218,53 @@ def test_files_copied_through_the_whole_file_system_arrive_complete(tmp_path):
     assert (tmp_path / "results" / "trial_1" / "result.json").read_text() == "{}\n"
     assert sorted(p.name for p in (tmp_path / "results").iterdir()) == ["experiment_state-x.json", "trial_1"]
     assert pickle.loads(pickle.dumps(filesystem)) == filesystem  # Tune ships it to the trials' workers
+
+
+@pytest.mark.parametrize("whole_file", [True, False], ids=["results-folder", "plain-local"])
+def test_a_trials_epochs_come_from_its_checkpoint_not_from_a_result_file_a_kill_left_short(tmp_path, whole_file):
+    """Tune copies result.json and its experiment state one file at a time; a driver killed in between restores a
+    trial from a checkpoint at epoch 2 while result.json stops at epoch 1, and the resumed trial never reports
+    epoch 2 again. The summary must still see every epoch, and choose on all of them."""
+    import pandas as pd
+    from ray import tune
+
+    from study.launch import _search_summary
+
+    def trial(number: int, lr: float, val: list[float], reported: list[int]):
+        folder = tmp_path / f"trial_{number}" / "checkpoint_000003"
+        folder.mkdir(parents=True)
+        rows = pd.DataFrame({"epoch": range(1, len(val) + 1), "train_loss": [1.0 / e for e in range(1, len(val) + 1)],
+                             "val_metric": val})
+        rows.to_csv(folder / "metrics.csv", index=False)
+        filesystem = pyarrow.fs.PyFileSystem(WholeFileHandler()) if whole_file else pyarrow.fs.LocalFileSystem()
+        return SimpleNamespace(config={"lr": lr, "batch_size": 64}, error=None,
+                               metrics={"experiment_tag": f"{number}_lr={lr}", "trial_id": f"t{number}"},
+                               checkpoint=tune.Checkpoint(str(folder), filesystem=filesystem),
+                               metrics_dataframe=rows[rows["epoch"].isin(reported)].reset_index(drop=True))
+
+    # Trial 1's best epoch (2) is the one its result.json lost; trial 2's result file is whole.
+    search = [trial(2, 0.002, [0.5, 0.7, 0.6], [1, 2, 3]), trial(1, 0.001, [0.5, 0.9, 0.6], [1, 3])]
+    trials, curve, best = _search_summary(search, max_epochs=3)
+    assert best == {"lr": 0.001, "batch_size": 64}
+    assert [t["val_metric"] for t in trials] == [0.9, 0.7]
+    assert [t["epochs"] for t in trials] == [3, 3]
+    assert [(p["epoch"], p["val_metric"]) for p in curve] == [(1, 0.5), (2, 0.9), (3, 0.6)]
+
+
+def test_a_trial_without_metrics_in_its_checkpoint_falls_back_to_tunes_results(tmp_path):
+    """Results of older versions: search checkpoints did not carry metrics.csv."""
+    import pandas as pd
+    from ray import tune
+
+    from study.launch import _search_summary
+
+    (tmp_path / "checkpoint_000000").mkdir()
+    result = SimpleNamespace(config={"lr": 0.001, "batch_size": 128}, error=None,
+                             metrics={"experiment_tag": "1_lr=0.001", "trial_id": "t1"},
+                             checkpoint=tune.Checkpoint(str(tmp_path / "checkpoint_000000")),
+                             metrics_dataframe=pd.DataFrame({"epoch": [1, 2], "train_loss": [0.9, 0.8],
+                                                             "val_metric": [0.4, 0.6]}))
+    trials, curve, best = _search_summary([result], max_epochs=4)
+    assert best == {"lr": 0.001, "batch_size": 128}
+    assert trials[0]["val_metric"] == 0.6 and trials[0]["stopped_early"]
+    assert [p["epoch"] for p in curve] == [1, 2]
