@@ -37,8 +37,13 @@ class Cell:
 
     @classmethod
     def from_id(cls, cell_id: str) -> "Cell":
-        task, model, oversample, init = cell_id.split("-")
-        return cls(task, model, oversample, init)
+        """The cell named ``task-model-oversampling-init``, e.g. ``mi-cnet-smote-transfer``."""
+        parts = cell_id.split("-") if isinstance(cell_id, str) else []
+        if (len(parts) != 4 or parts[0] not in TASKS or parts[1] not in MODELS or parts[2] not in CELL_OVERSAMPLING
+                or parts[3] not in INITS or parts[0] == "arrhythmia" and parts[3] == "transfer"):
+            raise ValueError(f"{cell_id!r} is not a cell of the grid (task-model-oversampling-init, "
+                             "e.g. mi-cnet-smote-transfer).")
+        return cls(*parts)
 
 
 def make_grid(tasks=TASKS, models=MODELS, oversample=CELL_OVERSAMPLING, inits=INITS) -> list[Cell]:

@@ -247,6 +247,12 @@ def _check_same_plan(study: Study, plan: StudyPlan, info: dict) -> None:
     if not isinstance(saved, dict):
         raise ValueError(f"{study.store.ref('study.json')} records no study plan; move the folder away or use "
                          "another --name.")
+    for cell_id in info.get("cells") or ():
+        try:
+            Cell.from_id(cell_id)
+        except ValueError:
+            raise ValueError(f"{study.store.ref('study.json')} lists {cell_id!r}, which is not a cell of the grid; "
+                             "move the folder away or use another --name.") from None
     current = json.loads(json.dumps(asdict(plan)))
     keys = [k for k in current if k not in ("created", "cells", "max_concurrent", "cpus_per_trial", "gpus_per_trial")]
     differences = [f"{k}: {saved.get(k)!r} -> {current[k]!r}" for k in keys if saved.get(k) != current[k]]

@@ -29,6 +29,7 @@ import torch
 
 from data import DataError, load_beats, prepare_task
 from data.demo import format_rows, make_beats
+from data.files import write_json
 from models import build_model
 from models.transfer import save_checkpoint
 from study import launch
@@ -311,6 +312,12 @@ CASES = [
          r"study stays inside --results\.$"),
     Case("absolute study name", lambda w, folder: launch_without_ray(w, "--name", str(w.root / "elsewhere")),
          r"^error: --name '/\S+/elsewhere' must be a plain folder name"),
+    Case("study.json listing a cell that is not one",
+         lambda w, folder: (write_json(w.results / "damaged" / "study.json",
+                                       {"plan": {}, "cells": ["arrhythmia-cnet-none"]}),
+                            launch_without_ray(w, "--name", "damaged"))[1],
+         r"^error: \S+/damaged/study\.json lists 'arrhythmia-cnet-none', which is not a cell of the grid; move the "
+         r"folder away or use another --name\.$"),
     Case("--address with nothing listening",
          lambda w, folder: launch_subprocess(w, "--address", f"127.0.0.2:{free_port('127.0.0.2')}", "--name", "addr",
                                              "--tasks", "arrhythmia", "--models", "cnet", "--oversample", "none",
