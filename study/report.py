@@ -28,6 +28,7 @@ from typing import NamedTuple
 from tabulate import tabulate
 
 from data.constants import ARRHYTHMIA_CLASSES, MI_CLASSES, TASKS
+from data.files import atomic_write, write_bytes
 from study.grid import CELL_OVERSAMPLING, INITS, MODELS, make_grid
 from study.metrics import harmonic_mean, selection_key
 from study.storage import LocalStorage, Storage, is_uri
@@ -785,8 +786,7 @@ def _new_figure(width: float, height: float):
 
 def _save(fig, path: Path) -> Path:
     # No "Software" text chunk: two runs of the same matplotlib give byte-identical files.
-    fig.savefig(path, format="png", metadata={"Software": None})
-    return path
+    return atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", metadata={"Software": None}))
 
 
 def _empty(ax, text: str) -> None:
@@ -1040,13 +1040,14 @@ def build_report(study_dir: Path | str | Storage, out_dir: Path | str | None = N
     table_paths = {}
     for table in tables:
         md, csv_path = out / f"{table.name}.md", out / f"{table.name}.csv"
-        md.write_text(f"## {table.title}\n\n{table.notes}\n\n{table.markdown()}", encoding="utf-8")
-        csv_path.write_text(table.csv_text(), encoding="utf-8")
+        # Each file whole or as it was: a report rebuilt over an older one never leaves a file half-written.
+        write_bytes(md, f"## {table.title}\n\n{table.notes}\n\n{table.markdown()}".encode("utf-8"))
+        write_bytes(csv_path, table.csv_text().encode("utf-8"))
         table_paths[table.name] = (md, csv_path)
     plot_paths = write_plots(study, out) if plots else {}
     found = findings(study)
     report_path = out / "report.md"
-    report_path.write_text(render_report(study, tables, found, plot_paths), encoding="utf-8")
+    write_bytes(report_path, render_report(study, tables, found, plot_paths).encode("utf-8"))
     return ReportResult(study.directory, out, report_path, {t.name: t for t in tables}, table_paths,
                         plot_paths, found, list(study.problems), study)
 

@@ -319,6 +319,36 @@ def test_two_runs_give_identical_files(study_dir, tmp_path):
         assert path.read_bytes() == second.plots[name].read_bytes(), name
 
 
+@pytest.mark.parametrize("failing", ["csv", "png"])
+def test_a_report_rebuilt_onto_a_full_disk_leaves_the_older_files_whole(study_dir, tmp_path, monkeypatch, failing):
+    """A write that fails half-way (here: part of the file, then ENOSPC) names the file and leaves the report
+    built before it as it was, with no temporary file beside it."""
+    import errno
+
+    from matplotlib.figure import Figure
+
+    from data.files import WriteError
+
+    out = tmp_path / "out"
+    build_report(study_dir, out, quiet=True)
+    before = {path.name: path.read_bytes() for path in out.iterdir()}
+
+    def half_then_full(path) -> None:
+        with open(path, "wb") as handle:
+            handle.write(b"half a file")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    if failing == "png":
+        monkeypatch.setattr(Figure, "savefig", lambda self, path, **kwargs: half_then_full(path))
+    else:
+        write_bytes = Path.write_bytes
+        monkeypatch.setattr(Path, "write_bytes", lambda self, data: half_then_full(self)
+                            if self.name.startswith(".cells.csv.") else write_bytes(self, data))
+    with pytest.raises(WriteError, match=r"could not write \S+\.(csv|png): No space left on device"):
+        build_report(study_dir, out, quiet=True)
+    assert {path.name: path.read_bytes() for path in out.iterdir()} == before
+
+
 def test_summary_table_and_command_line(study_dir, tmp_path, capsys):
     text = summary_table(study_dir)
     assert "Study fixture: 7 of 8 cells have results" in text
