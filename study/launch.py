@@ -348,6 +348,15 @@ def _quiet(verbose: bool) -> None:
     # Checkpointing every epoch makes Tune snapshot its state often; that is expected here.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     logging.getLogger("ray").setLevel(logging.ERROR)
+    logging.getLogger("ray.tune.execution.experiment_state").addFilter(_vanished_staging_file)
+
+
+def _vanished_staging_file(record: logging.LogRecord) -> bool:
+    """False for Tune's traceback when a sync of its state found a temporary file gone: Tune renames its searcher
+    state into place while its previous sync is still listing the folder. Harmless (the next sync copies the
+    renamed file), but printed as an ERROR with a traceback in a run that is fine. -v still shows it."""
+    error = record.exc_info[1] if record.exc_info else None
+    return not (isinstance(error, FileNotFoundError) and "-tmp-" in str(error))
 
 
 def _start_ray(args: argparse.Namespace) -> None:

@@ -268,3 +268,26 @@ def test_a_trial_without_metrics_in_its_checkpoint_falls_back_to_tunes_results(t
     assert best == {"lr": 0.001, "batch_size": 128}
     assert trials[0]["val_metric"] == 0.6 and trials[0]["stopped_early"]
     assert [p["epoch"] for p in curve] == [1, 2]
+
+
+def test_tunes_harmless_vanished_file_traceback_is_hidden_and_other_errors_are_not(monkeypatch):
+    """Tune renames its searcher state into place while its previous sync is still listing the staging folder;
+    the sync logs the vanished temporary file as an ERROR with a traceback in a run that is fine."""
+    import logging
+
+    from study.launch import _quiet
+
+    for name in ("RAY_AIR_NEW_OUTPUT", "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S"):
+        monkeypatch.setenv(name, os.environ.get(name, ""))
+    logger = logging.getLogger("ray.tune.execution.experiment_state")
+    monkeypatch.setattr(logger, "filters", [])
+    _quiet(verbose=False)
+
+    def record(error: Exception) -> logging.LogRecord:
+        return logger.makeRecord(logger.name, logging.ERROR, __file__, 1, "Saving experiment state failed", None,
+                                 (type(error), error, None))
+
+    vanished = FileNotFoundError(2, "Failed to open local file '/s/driver_artifacts/.1bd8-tmp-search_gen_state-x.json'")
+    assert not logger.filter(record(vanished))
+    assert logger.filter(record(FileNotFoundError(2, "Failed to open local file '/s/trial_1/result.json'")))
+    assert logger.filter(record(OSError(28, "No space left on device")))
