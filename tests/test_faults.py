@@ -262,7 +262,10 @@ from study.scheduler import OrderedASHA
 from study.search import ProposalSearch, SeedProposals
 from study.storage import Storage
 
-DELAY, VALUE = (2.0, 0.1, 0.1), (0.5, 0.1, 0.9)  # seconds an epoch, and the metric, of trials 0, 1, 2
+DELAY, VALUE = (0.5, 0.1, 0.1), (0.5, 0.1, 0.9)  # seconds an epoch, and the metric, of trials 0, 1, 2
+# Trial 0 reports its first epoch only once this file exists (the test makes it after the kill): until then
+# trial 1 waits at the rung for it, however slowly the machine starts the trials' workers.
+RELEASE = Path(sys.argv[1]).parent / "release"
 
 
 def trainable(config):
@@ -272,6 +275,10 @@ def trainable(config):
             start = int(Path(saved, "epoch").read_text()) + 1
     for epoch in range(start, 5):
         time.sleep(DELAY[t])
+        waited = 0
+        while t == 0 and epoch == 1 and not RELEASE.exists() and waited < 600:  # a guard, not a measurement
+            time.sleep(0.1)
+            waited += 1
         with tempfile.TemporaryDirectory() as folder:
             Path(folder, "epoch").write_text(str(epoch))
             tune.report({"epoch": epoch, "val_metric": VALUE[t]}, checkpoint=tune.Checkpoint.from_directory(folder))
@@ -314,6 +321,7 @@ def test_a_trial_waiting_at_a_rung_when_the_driver_is_killed_is_decided_as_befor
                        "trial 1 paused at its first rung", lambda: (tmp_path / "first.log").read_text())
         finally:
             kill(process)
+        (tmp_path / "release").touch()
         rungs = json.loads((tmp_path / "storage" / "rungs.json").read_text())["trials"]
         assert [r["1"]["stop"] for r in rungs.values()] == [None]  # trial 1's value is in, its decision is not
         relaunch = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
