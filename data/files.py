@@ -64,7 +64,7 @@ def write_bytes(path: Path | str, data: bytes) -> Path:
 
 
 def write_text(path: Path | str, text: str) -> Path:
-    return atomic_write(path, lambda tmp: tmp.write_text(text))
+    return atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
 def write_json(path: Path | str, obj) -> Path:

@@ -673,15 +673,15 @@ def _trial_epochs(result):
     resumed trial never reports them again. Results of older versions (no metrics.csv there) fall back to Tune's.
     """
     import pandas as pd
-    from pyarrow.fs import FileType
 
     checkpoint = result.checkpoint
-    if checkpoint is not None:
-        path = f"{checkpoint.path}/{EPOCHS_FILE}"
-        if checkpoint.filesystem.get_file_info(path).type == FileType.File:
-            with checkpoint.filesystem.open_input_stream(path) as stream:
-                return pd.read_csv(stream)
-    return result.metrics_dataframe
+    if checkpoint is None:
+        return result.metrics_dataframe
+    try:
+        with checkpoint.filesystem.open_input_stream(f"{checkpoint.path}/{EPOCHS_FILE}") as stream:
+            return pd.read_csv(stream)
+    except FileNotFoundError:
+        return result.metrics_dataframe
 
 
 def _search_summary(search, max_epochs: int) -> tuple[list[dict], list[dict], dict | None]:

@@ -28,7 +28,7 @@ from typing import NamedTuple
 from tabulate import tabulate
 
 from data.constants import ARRHYTHMIA_CLASSES, MI_CLASSES, TASKS
-from data.files import atomic_write, write_bytes
+from data.files import atomic_write, write_text
 from study.grid import CELL_OVERSAMPLING, INITS, MODELS, make_grid
 from study.metrics import harmonic_mean, selection_key
 from study.storage import LocalStorage, Storage, is_uri
@@ -1041,13 +1041,13 @@ def build_report(study_dir: Path | str | Storage, out_dir: Path | str | None = N
     for table in tables:
         md, csv_path = out / f"{table.name}.md", out / f"{table.name}.csv"
         # Each file whole or as it was: a report rebuilt over an older one never leaves a file half-written.
-        write_bytes(md, f"## {table.title}\n\n{table.notes}\n\n{table.markdown()}".encode("utf-8"))
-        write_bytes(csv_path, table.csv_text().encode("utf-8"))
+        write_text(md, f"## {table.title}\n\n{table.notes}\n\n{table.markdown()}")
+        write_text(csv_path, table.csv_text())
         table_paths[table.name] = (md, csv_path)
     plot_paths = write_plots(study, out) if plots else {}
     found = findings(study)
     report_path = out / "report.md"
-    write_bytes(report_path, render_report(study, tables, found, plot_paths).encode("utf-8"))
+    write_text(report_path, render_report(study, tables, found, plot_paths))
     return ReportResult(study.directory, out, report_path, {t.name: t for t in tables}, table_paths,
                         plot_paths, found, list(study.problems), study)
 

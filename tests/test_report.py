@@ -341,9 +341,9 @@ def test_a_report_rebuilt_onto_a_full_disk_leaves_the_older_files_whole(study_di
     if failing == "png":
         monkeypatch.setattr(Figure, "savefig", lambda self, path, **kwargs: half_then_full(path))
     else:
-        write_bytes = Path.write_bytes
-        monkeypatch.setattr(Path, "write_bytes", lambda self, data: half_then_full(self)
-                            if self.name.startswith(".cells.csv.") else write_bytes(self, data))
+        write_text = Path.write_text
+        monkeypatch.setattr(Path, "write_text", lambda self, text, **kwargs: half_then_full(self)
+                            if self.name.startswith(".cells.csv.") else write_text(self, text, **kwargs))
     with pytest.raises(WriteError, match=r"could not write \S+\.(csv|png): No space left on device"):
         build_report(study_dir, out, quiet=True)
     assert {path.name: path.read_bytes() for path in out.iterdir()} == before
