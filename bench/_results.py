@@ -34,9 +34,22 @@ def machine() -> str:
     return f"{cpu}, {os.cpu_count()} CPUs{gpu}, Python {platform.python_version()}"
 
 
+def run_as() -> list[str]:
+    """How this benchmark was started, as a command that runs from the repository's root: `-m bench.NAME`
+    (the benchmarks import the project, so the script's path alone fails outside it)."""
+    spec = getattr(sys.modules["__main__"], "__spec__", None)
+    if spec is not None and spec.name:
+        return ["-m", spec.name]
+    script = Path(sys.argv[0]).resolve()
+    try:
+        return [script.relative_to(RESULTS.parents[1]).as_posix()]
+    except ValueError:
+        return [script.as_posix()]
+
+
 def write_section(name: str, body: str) -> None:
     """Replace (or append) the section `name` of RESULTS.md with `body`, stamped with command and machine."""
-    command = "python " + " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]])
+    command = " ".join(["python", *run_as(), *sys.argv[1:]])
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     section = (f"<!-- section:{name} -->\n## {name}\n\n"
                f"Command: `{command}`  \nMachine: {machine()}  \nMeasured: {stamp}\n\n"
