@@ -13,7 +13,7 @@ from pathlib import Path
 
 from data.constants import OVERSAMPLING, TASKS, TRANSFER_MODES
 from data.files import WriteError
-from study import launch, report
+from study import launch, plan, report
 from study.metrics import selection_key
 from study.config import DEVICES, PRECISIONS, TrialConfig
 
@@ -99,7 +99,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="tracebacks on errors, Ray's own output")
     commands = parser.add_subparsers(dest="command", required=True, metavar="{trial,launch,report}")
     add_trial_arguments(commands.add_parser("trial", help="train and evaluate one configuration"))
-    launch.add_launch_arguments(commands.add_parser("launch", help="run the Ray Tune study"))
+    plan.add_launch_arguments(commands.add_parser("launch", help="run the Ray Tune study"))
     report.add_report_arguments(commands.add_parser("report", help="tables and plots from a study's results"))
     return parser
 
@@ -154,6 +154,7 @@ def summarise_trial(final: dict, class_names: tuple[str, ...], seconds: float) -
 
 def main(argv: list[str] | None = None) -> int:
     args = get_args_parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # what continues a launch: the same command
     handlers = {"trial": run_trial_command, "launch": launch.run_launch, "report": report.run_report}
     try:
         return handlers[args.command](args)

@@ -5,8 +5,8 @@
     python -m study report                                # the most recently changed study under results/
     python -m study.report results/smoke --no-plots       # standalone, tables and findings only
 
-Reads only ``study.json``, ``manifest.json`` and ``cells/*.json`` (the schema is in design.md, "Study
-results"): no Ray, no GPU, no retraining. A finished, partial or still-running study all work: a planned
+Reads only ``study.json`` and ``cells/*.json`` (their schema is study/results.py; ``manifest.json`` too in
+folders of format version 1): no Ray, no GPU, no retraining. A finished, partial or still-running study all work: a planned
 cell without a result file is marked "no result yet" in every table, never dropped. A result file that
 cannot be read gets one sentence in the report's Problems section and on stderr, and the rest is built.
 
@@ -33,8 +33,8 @@ from study.grid import CELL_OVERSAMPLING, INITS, MODELS, make_grid
 from study.metrics import harmonic_mean, selection_key
 from study.storage import LocalStorage, Storage, is_uri
 
-STUDY_FORMAT, STUDY_VERSION = "ecg-study", 1
-CELL_FORMAT, CELL_VERSION = "ecg-study-cell", 1
+# Format version 2 (study/results.py) and the version 1 of studies run one Tuner a cell, with manifest.json.
+STUDY_FORMAT, CELL_FORMAT, VERSIONS = "ecg-study", "ecg-study-cell", (1, 2)
 
 RARE_CLASSES = ("S", "F")  # the two rarest AAMI classes in MIT-BIH (about 2.5 % and 0.7 % of beats)
 
@@ -104,6 +104,7 @@ class Cell:
     status: str = NO_RESULT
     smote_method: str | None = None
     transfer_mode: str | None = None
+    transfer_source: str | None = None
     selection_metric: str | None = None
     lr: float | None = None
     batch_size: int | None = None
@@ -216,15 +217,15 @@ def _read_json(store: Storage, rel: str, problems: list[str], what: str) -> dict
     return doc
 
 
-def _check_format(doc: dict, path: str, expected: tuple[str, int], problems: list[str], what: str) -> bool:
+def _check_format(doc: dict, path: str, expected: str, problems: list[str], what: str) -> bool:
     fmt, version = doc.get("format"), doc.get("version")
-    if fmt != expected[0]:
-        problems.append(f"{path} has format {fmt!r}, not {expected[0]!r}, so it is not a file this report "
+    if fmt != expected:
+        problems.append(f"{path} has format {fmt!r}, not {expected!r}, so it is not a file this report "
                         f"can read; {what}.")
         return False
-    if version != expected[1]:
-        problems.append(f"{path} is {fmt!r} version {version!r}, but this report reads only version "
-                        f"{expected[1]}; {what}.")
+    if version not in VERSIONS:
+        problems.append(f"{path} is {fmt!r} version {version!r}, but this report reads only versions "
+                        f"{' and '.join(map(str, VERSIONS))}; {what}.")
         return False
     return True
 
@@ -237,6 +238,7 @@ def _fill_cell(cell: Cell, doc: dict) -> None:
             raise _Malformed(f"says cell.{key} is {info[key]!r}, but its name says {getattr(cell, key)!r}")
     cell.smote_method = info.get("smote_method") or doc.get("smote_method")
     cell.transfer_mode = info.get("transfer_mode") if cell.init == "transfer" else None
+    cell.transfer_source = info.get("transfer_source") if cell.init == "transfer" else None
     cell.selection_metric = doc.get("selection_metric")
     best = _get(doc, "best_config", "")
     cell.lr = _number(best, "lr", "best_config.")
@@ -328,7 +330,7 @@ def load_study(study_dir: Path | str | Storage) -> Study:
     study_path = store.ref("study.json")
     if has_info:
         doc = _read_json(store, "study.json", problems, "the planned cells are taken to be the full grid")
-        if doc is not None and _check_format(doc, study_path, (STUDY_FORMAT, STUDY_VERSION), problems,
+        if doc is not None and _check_format(doc, study_path, STUDY_FORMAT, problems,
                                              "the planned cells are taken to be the full grid"):
             info = doc
     else:
@@ -362,7 +364,7 @@ def load_study(study_dir: Path | str | Storage) -> Study:
         cells[cell_id] = cell
         what = "that cell is reported as unreadable"
         doc = _read_json(store, rel, problems, what)
-        if doc is None or not _check_format(doc, path, (CELL_FORMAT, CELL_VERSION), problems, what):
+        if doc is None or not _check_format(doc, path, CELL_FORMAT, problems, what):
             cell.status = UNREADABLE
             continue
         try:
@@ -1000,7 +1002,8 @@ def _header(study: Study) -> list[str]:
     if failed:
         facts.append("search trials that failed before their first validation (counted in trials, not plotted "
                      "in colour): " + ", ".join(f"{c.cell_id} {c.trials_failed}" for c in failed))
-    sources = study.manifest.get("transfer_sources")
+    sources = study.manifest.get("transfer_sources") or {
+        f"{c.model}-{c.oversample}": c.transfer_source for c in study.cells if c.ok and c.transfer_source}
     if isinstance(sources, dict) and sources:
         facts.append("transfer sources: " + ", ".join(f"{k} `{v}`" for k, v in sorted(sources.items())))
     lines += [f"- {fact}" for fact in facts] + [f"- {note}" for note in study.notes]

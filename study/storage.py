@@ -9,9 +9,7 @@ rename); an object store's PUT is atomic by itself, so remote writes hand the st
 request. A file named by a reference (``ref``) on another node is fetched with ``fetch``.
 """
 
-import io
 import json
-import os
 import re
 import shutil
 from pathlib import Path, PurePosixPath
@@ -19,7 +17,7 @@ from pathlib import Path, PurePosixPath
 import pyarrow
 import pyarrow.fs
 
-from data.files import WriteError, atomic_write, temporary_path, write_text
+from data.files import WriteError, atomic_write, write_text
 
 # "s3://", "gs://", "hdfs://" ...; two letters at least, so a Windows drive ("C:\\") is not taken for a scheme.
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]+)://")
@@ -85,11 +83,6 @@ class LocalStorage(Storage):
     def ref(self, rel: str = "") -> str:
         return str(self.path(rel))
 
-    def tune_storage(self) -> tuple[str, object]:
-        """(storage_path, storage_filesystem) for Ray Tune's RunConfig and Tuner.restore: this folder, through a
-        file system that writes whole files (see WholeFileHandler)."""
-        return self.location, pyarrow.fs.PyFileSystem(WholeFileHandler())
-
     def exists(self, rel: str) -> bool:
         return self.path(rel).exists()
 
@@ -153,9 +146,6 @@ class RemoteStorage(Storage):
 
     def ref(self, rel: str = "") -> str:
         return f"{self.scheme}://{self._key(rel)}" + (f"?{self.query}" if self.query else "")
-
-    def tune_storage(self):
-        return self.base, self.fs
 
     def exists(self, rel: str) -> bool:
         return self._call("read", rel, lambda: self.fs.get_file_info(self._key(rel)).type != pyarrow.fs.FileType.NotFound)
@@ -237,111 +227,3 @@ def fetch(ref: str, folder: Path) -> Path:
     local = Path(folder) / name
     atomic_write(local, lambda tmp: tmp.write_bytes(data))
     return local
-
-
-class WholeFileHandler(pyarrow.fs.FileSystemHandler):
-    """A pyarrow file system handler for the local disk on which every file written appears whole or not at all:
-    it is written beside its target under a temporary name (data.files.is_temporary) and moved over the target
-    when closed, unless a write failed.
-
-    Ray Tune copies its experiment state (trials, searcher, the Tuner, every trial's results) into the results
-    folder through its storage file system, in place: a driver killed mid-copy leaves a file cut short, and Tune
-    can no longer restore the run. Objects in s3:// and the like appear whole anyway.
-    """
-
-    def __init__(self):
-        self._fs = pyarrow.fs.LocalFileSystem()
-
-    def __eq__(self, other) -> bool:
-        return isinstance(other, WholeFileHandler)
-
-    def get_type_name(self) -> str:
-        return "local-whole-files"
-
-    def normalize_path(self, path: str) -> str:
-        return self._fs.normalize_path(path)
-
-    def get_file_info(self, paths):
-        return self._fs.get_file_info(paths)
-
-    def get_file_info_selector(self, selector):
-        return self._fs.get_file_info(selector)
-
-    def create_dir(self, path: str, recursive: bool) -> None:
-        self._fs.create_dir(path, recursive=recursive)
-
-    def delete_dir(self, path: str) -> None:
-        self._fs.delete_dir(path)
-
-    def delete_dir_contents(self, path: str, missing_dir_ok: bool = False) -> None:
-        self._fs.delete_dir_contents(path, missing_dir_ok=missing_dir_ok)
-
-    def delete_root_dir_contents(self) -> None:
-        raise OSError("refusing to delete the contents of the root folder")
-
-    def delete_file(self, path: str) -> None:
-        self._fs.delete_file(path)
-
-    def move(self, src: str, dest: str) -> None:
-        self._fs.move(src, dest)
-
-    def copy_file(self, src: str, dest: str) -> None:
-        tmp = str(temporary_path(dest))
-        try:
-            self._fs.copy_file(src, tmp)
-            os.replace(tmp, dest)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-
-    def open_input_stream(self, path: str):
-        return self._fs.open_input_stream(path)
-
-    def open_input_file(self, path: str):
-        return self._fs.open_input_file(path)
-
-    def open_output_stream(self, path: str, metadata):
-        return pyarrow.PythonFile(_WholeFile(path), mode="w")
-
-    def open_append_stream(self, path: str, metadata):
-        return self._fs.open_append_stream(path)
-
-
-class _WholeFile(io.RawIOBase):
-    """A file opened for writing under a temporary name, moved over ``path`` on close (after failed writes,
-    removed instead)."""
-
-    def __init__(self, path: str):
-        super().__init__()
-        self.path, self.tmp = path, temporary_path(path)
-        self._file = open(self.tmp, "wb")
-        self._failed = False
-
-    def writable(self) -> bool:
-        return True
-
-    def write(self, data) -> int:
-        try:
-            return self._file.write(data)
-        except BaseException:
-            self._failed = True
-            raise
-
-    def flush(self) -> None:
-        if not self._file.closed:
-            self._file.flush()
-
-    def close(self) -> None:
-        if self.closed:
-            return
-        try:
-            self._file.close()
-            if self._failed:
-                self.tmp.unlink(missing_ok=True)
-            else:
-                os.replace(self.tmp, self.path)
-        except BaseException:
-            self.tmp.unlink(missing_ok=True)
-            raise
-        finally:
-            super().close()

@@ -32,12 +32,11 @@ from data import TaskData, save_split_indices
 from data.files import write_json, write_text
 from models import (CheckpointError, body_parameters, build_model, build_transfer_model, head_parameters,
                     load_checkpoint, load_weights, save_checkpoint, save_torch)
-from study.config import TrialConfig
+from study.config import (BEST_FILE, CONFIG_FILE, EPOCHS_FILE, FINAL_FILE, LAST_FILE, SPLITS_FILE,
+                          TrialConfig)
 from study.metrics import classification_metrics, flat_metrics, selection_key, selection_value
 from study.storage import fetch, is_uri
 
-CONFIG_FILE, EPOCHS_FILE, FINAL_FILE = "config.json", "metrics.csv", "final.json"
-BEST_FILE, LAST_FILE, SPLITS_FILE = "best.pt", "last.pt", "splits.npz"
 STATE_FORMAT, STATE_VERSION = "ecg-study-trial-state", 1
 # Config fields that may differ when a trial is continued: they change how fast it runs, not what it computes.
 RESUMABLE_CHANGES = {"epochs", "patience", "device", "eval_batch_size"}

@@ -32,7 +32,8 @@ from data.demo import format_rows, make_beats
 from data.files import write_json
 from models import build_model
 from models.transfer import save_checkpoint
-from study import launch
+from study.results import StudyRecord
+from study.tune import cluster
 from study.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -140,6 +141,13 @@ def trial(w: Workspace, *flags) -> Callable[[], str]:
                *flags)
 
 
+def study_record(**changes) -> dict:
+    """A study.json as the driver writes it (study/results.py), with ``changes``."""
+    record = StudyRecord(name="x", profile="smoke", smote_method="smote-tomek", cells=("arrhythmia-cnet-none-scratch",),
+                         seed=0, data={}, created="2026-01-01T00:00:00+00:00", plan={})
+    return {**record.to_json(), **changes}
+
+
 def launch_without_ray(w: Workspace, *flags) -> Callable[[], str]:
     """Attempt: `launch` in process, refusing to start Ray: every case here must fail before it."""
     attempt = cli("launch", "--input", w.input, "--results", w.results, "--tasks", "arrhythmia", "--models", "cnet",
@@ -150,7 +158,7 @@ def launch_without_ray(w: Workspace, *flags) -> Callable[[], str]:
 
     def guarded():
         with pytest.MonkeyPatch.context() as patch:
-            patch.setattr(launch, "_start_ray", refuse)
+            patch.setattr(cluster, "start_ray", refuse)
             return attempt()
     return guarded
 
@@ -314,10 +322,24 @@ CASES = [
          r"^error: --name '/\S+/elsewhere' must be a plain folder name"),
     Case("study.json listing a cell that is not one",
          lambda w, folder: (write_json(w.results / "damaged" / "study.json",
-                                       {"plan": {}, "cells": ["arrhythmia-cnet-none"]}),
+                                       study_record(cells=("arrhythmia-cnet-none",))),
                             launch_without_ray(w, "--name", "damaged"))[1],
          r"^error: \S+/damaged/study\.json lists 'arrhythmia-cnet-none', which is not a cell of the grid; move the "
          r"folder away or use another --name\.$"),
+    Case("study.json written by format version 1",
+         lambda w, folder: (write_json(w.results / "old" / "study.json", {**study_record(), "version": 1}),
+                            launch_without_ray(w, "--name", "old"))[1],
+         r"^error: \S+/old/study\.json was written by a version of this study of format 1; this one reads version "
+         r"2: continue it with that version, or use another --name\.$"),
+    Case("study.json without its plan",
+         lambda w, folder: (write_json(w.results / "planless" / "study.json",
+                                       {k: v for k, v in study_record().items() if k != "plan"}),
+                            launch_without_ray(w, "--name", "planless"))[1],
+         r"^error: \S+/planless/study\.json: field plan is missing\.$"),
+    Case("study.json with a seed that is not a number",
+         lambda w, folder: (write_json(w.results / "seedless" / "study.json", {**study_record(), "seed": "zero"}),
+                            launch_without_ray(w, "--name", "seedless"))[1],
+         r"^error: \S+/seedless/study\.json: field seed is 'zero', expected int\.$"),
     Case("--address with nothing listening",
          lambda w, folder: launch_subprocess(w, "--address", f"127.0.0.2:{free_port('127.0.0.2')}", "--name", "addr",
                                              "--tasks", "arrhythmia", "--models", "cnet", "--oversample", "none",

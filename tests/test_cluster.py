@@ -45,6 +45,6 @@ def test_a_two_node_cluster_runs_a_study_through_its_address(tmp_path):
     finally:
         ray_cli("stop", "--force")
     result = json.loads((tmp_path / "results" / "cluster" / "cells" / "arrhythmia-cnet-none-scratch.json").read_text())
-    nodes = {node for trial in result["trials"] for node in trial["nodes"]}
+    nodes = {node for trial in result["trials"] for node in trial["ran"]["nodes"]}
     assert nodes == {"127.0.0.2", "127.0.0.3"}, result["trials"]
     assert len(result["seeds"]) == 2

@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from study.cli import get_args_parser
-from study.launch import WORKING_DIR_EXCLUDES
+from study.tune.cluster import WORKING_DIR_EXCLUDES
 
 ROOT = Path(__file__).resolve().parents[1]
 CLUSTER = ROOT / "study" / "cluster"
@@ -142,7 +142,7 @@ def test_a_driver_run_as_a_ray_job_leaves_the_code_to_the_job(monkeypatch, job_e
 
     import ray
 
-    from study import launch
+    from study.tune import cluster
 
     if job_env is None:
         monkeypatch.delenv("RAY_JOB_CONFIG_JSON_ENV_VAR", raising=False)
@@ -151,5 +151,5 @@ def test_a_driver_run_as_a_ray_job_leaves_the_code_to_the_job(monkeypatch, job_e
     calls = []
     monkeypatch.setattr(ray, "is_initialized", lambda: False)
     monkeypatch.setattr(ray, "init", lambda **kwargs: calls.append(kwargs))
-    launch._start_ray(argparse.Namespace(address="auto", verbose=False, num_cpus=None))
+    cluster.start_ray(argparse.Namespace(address="auto", verbose=False, num_cpus=None))
     assert ("working_dir" in calls[0]["runtime_env"]) == ships_code

@@ -16,6 +16,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -23,8 +24,9 @@ from ray.tune.experiment import Trial
 from ray.tune.schedulers import TrialScheduler
 
 from study.report import build_report
-from study.scheduler import OrderedASHA, milestones
+from study.results import CellResult
 from study.storage import Storage
+from study.tune.scheduler import StudyASHA, milestones
 
 ROOT = Path(__file__).resolve().parents[1]
 NAME = "faults"
@@ -36,17 +38,18 @@ FLAGS = ["--models", "cnet", "--oversample", "none", "--samples", "3", "--max-ep
 TIMING_COLUMNS = {"wall time"}
 # Keys of a cell JSON that record when it ran rather than what it computed.
 CELL_TIMING_KEYS = {"wall_time_s", "started", "finished"}
-# Per trial and per seed: Tune's random trial ID, the clock (first attempt's start, last report), and the Ray
-# node ids (random per Ray start) and IPs it ran on.
-TRIAL_RUN_KEYS = {"trial_id", "started_at", "finished_at", "node_ids", "nodes"}
+# Per trial and per seed: Tune's random trial ID, and when and where it ran (the clock, the Ray node ids, random
+# per Ray start, and IPs).
+TRIAL_RUN_KEYS = {"trial_id", "ran"}
 
 
 # ---------------------------------------------------------------------------------------------------------
 # Helpers: what Tune saved, trials' attempts, polling a driver, killing it.
 
 
-def saved_trials(experiment: Path) -> list[tuple[str, int | None]]:
-    """(status, last epoch) of each trial in the newest experiment state Tune saved: where a restore starts."""
+def saved_trials(experiment: Path, cell: str, phase: str) -> list[tuple[str, int | None]]:
+    """(status, last epoch) of the trials of one cell and phase in the newest experiment state Tune saved: where a
+    restore starts."""
     states = sorted(experiment.glob("experiment_state-*.json"))  # one per driver, named by its start time
     try:
         trials = json.loads(states[-1].read_text())["trial_data"] if states else []
@@ -56,30 +59,50 @@ def saved_trials(experiment: Path) -> list[tuple[str, int | None]]:
     def load(part):  # each trial's state is a JSON string inside the JSON
         return json.loads(part) if isinstance(part, str) else part
 
-    return [(load(trial)["status"], load(metadata)["last_result"].get("epoch")) for trial, metadata in trials]
+    out = []
+    for trial, metadata in trials:
+        trial, metadata = load(trial), load(metadata)
+        if trial["config"].get("cell") == cell and trial["config"].get("phase") == phase:
+            out.append((trial["status"], load(metadata)["last_result"].get("epoch")))
+    return out
 
 
-def part_way(experiment: Path) -> bool:
-    """Tune's saved state holds an unfinished trial that has reported two epochs or more. (Its state can record
-    a result before the checkpoint that came with it; but Tune registers a checkpoint before it asks for the
-    next epoch, so a second result means the first epoch's checkpoint is in the state.)"""
-    return any(status != "TERMINATED" and (epoch or 0) >= 2 for status, epoch in saved_trials(experiment))
+def part_way(experiment: Path, cell: str, phase: str) -> bool:
+    """Tune's saved state holds an unfinished trial of the cell's phase that has reported two epochs or more. (Its
+    state can record a result before the checkpoint that came with it; but Tune registers a checkpoint before it
+    asks for the next epoch, so a second result means the first epoch's checkpoint is in the state.)"""
+    return any(status != "TERMINATED" and (epoch or 0) >= 2 for status, epoch in saved_trials(experiment, cell, phase))
+
+
+def trial_dirs(experiment: Path, cell: str, phase: str) -> list[Path]:
+    """The folders of the trials of one cell and phase (Tune writes each trial's config into params.json)."""
+    def config(folder):
+        try:
+            return json.loads((folder / "params.json").read_text())
+        except (OSError, ValueError):
+            return {}
+    return [folder for folder in experiment.glob("trial_*")
+            if config(folder).get("cell") == cell and config(folder).get("phase") == phase]
 
 
 def attempts(trial_dir: Path) -> dict[float, list[int]]:
-    """When each attempt of a trial started (the trainable's clock), and the epochs it reported."""
+    """When each attempt of a trial started (the trainable's clock), and the epochs it reported (none for a trial
+    a kill caught before its first report)."""
+    if not (trial_dir / "progress.csv").exists():
+        return {}
     with open(trial_dir / "progress.csv") as handle:
-        rows = [row for row in csv.DictReader(handle) if row["epoch"]]
+        rows = [row for row in csv.DictReader(handle) if row.get("epoch")]
     runs = {}
     for row in rows:
-        runs.setdefault(float(row["attempt_started_at"]), []).append(int(row["epoch"]))
+        runs.setdefault(float(row["attempt_started_at"]), []).append(int(float(row["epoch"])))
     return runs
 
 
-def resumed_after(experiment: Path, relaunched_at: float) -> list[list[int]]:
-    """The epochs of the attempts started by a relaunch that did not begin at epoch 1: trials it resumed from a
-    checkpoint. (Only the clock tells such an attempt from one a pause at a rung made before the kill.)"""
-    return [epochs for trial in experiment.glob("trial_*") for started, epochs in attempts(trial).items()
+def resumed_after(experiment: Path, cell: str, phase: str, relaunched_at: float) -> list[list[int]]:
+    """The epochs of the attempts started by a relaunch that did not begin at epoch 1: trials of the cell's phase it
+    resumed from a checkpoint. (Only the clock tells such an attempt from one a pause at a rung made before the
+    kill.)"""
+    return [epochs for trial in trial_dirs(experiment, cell, phase) for started, epochs in attempts(trial).items()
             if started >= relaunched_at and epochs[0] > 1]
 
 
@@ -137,26 +160,56 @@ def kill(process: subprocess.Popen) -> None:
 
 
 class FakeTrial:
-    def __init__(self, number: int, trial_id: str):
+    def __init__(self, number: int, trial_id: str, cell: str = "arrhythmia-cnet-none-scratch"):
         self.trial_id, self.experiment_tag = trial_id, f"{number}_lr=0.001"
+        self.config = {"cell": cell, "phase": "search", "trial": {"epochs": 4}}
         self.status, self.last_result = Trial.RUNNING, {}
 
     def set_status(self, status: str) -> None:
         self.status = status
 
 
+class FakeSearcher:
+    """What StudyASHA asks of the study searcher: every trial counts for its cell; it records how trials ended."""
+
+    def __init__(self):
+        self.told, self.held = {}, set()
+        self.launch = SimpleNamespace(raise_fatal=lambda: None)
+
+    def is_current(self, trial) -> bool:
+        return True
+
+    def rank(self, cell_id) -> tuple:
+        return (0,)
+
+    def paused(self, trial_id) -> None:
+        self.held.add(trial_id)
+
+    def resumed(self, trial_id) -> None:
+        self.held.discard(trial_id)
+
+    def finish(self, trial, result, error, trials) -> None:
+        self.told[trial.trial_id] = result
+
+
 class FakeController:
-    def __init__(self, trials):
-        self.trials, self.told = list(trials), {}
-        self.search_alg = self
+    """Tune's controller as a scheduler sees it: the trials, the search algorithm, and stop_trial, which tells the
+    scheduler of a paused trial through on_trial_remove, as Tune does."""
+
+    def __init__(self, trials, scheduler):
+        self.trials, self.scheduler = list(trials), scheduler
+        self.search_alg = SimpleNamespace(searcher=FakeSearcher(), adopt=lambda trial: None)
+
+    @property
+    def told(self) -> dict:
+        return self.search_alg.searcher.told
 
     def get_trials(self):
         return self.trials
 
-    def on_trial_complete(self, trial_id, result=None, error=False):
-        self.told[trial_id] = result
-
     def stop_trial(self, trial):
+        if trial.status in (Trial.PENDING, Trial.PAUSED):
+            self.scheduler.on_trial_remove(self, trial)
         trial.status = Trial.TERMINATED
 
 
@@ -169,8 +222,8 @@ def report(scheduler, controller, trial, epoch: int, value: float) -> str:
     return decision
 
 
-def new_scheduler(path: Path) -> OrderedASHA:
-    return OrderedASHA(Storage.at(path.parent), path.name, metric="val_metric", mode="max", time_attr="epoch", max_t=4, grace_period=1)
+def new_scheduler(path: Path) -> StudyASHA:
+    return StudyASHA(grace_period=1, store=Storage.at(path.parent), state_file=path.name)
 
 
 def test_rungs_are_asha_milestones_below_the_maximum():
@@ -186,7 +239,8 @@ def test_rung_decisions_do_not_depend_on_which_trial_reports_first(tmp_path, arr
     # (0.3 < the median of [0.5]) and keep c (0.9 >= the median of [0.5, 0.3]).
     trials = [FakeTrial(1, "zz"), FakeTrial(2, "aa"), FakeTrial(3, "mm")]  # IDs sort unlike the proposals
     values = [0.5, 0.3, 0.9]
-    scheduler, controller = new_scheduler(tmp_path / "rungs.json"), FakeController(trials)
+    scheduler = new_scheduler(tmp_path / "rungs.json")
+    controller = FakeController(trials, scheduler)
     for index in arrival:
         report(scheduler, controller, trials[index], 1, values[index])
         chosen = scheduler.choose_trial_to_run(controller)  # Tune asks every step: paused trials get settled
@@ -201,7 +255,8 @@ def test_rung_decisions_do_not_depend_on_which_trial_reports_first(tmp_path, arr
 
 def test_a_trial_waits_at_a_rung_until_the_earlier_trials_are_known(tmp_path):
     first, second = FakeTrial(1, "b"), FakeTrial(2, "a")
-    scheduler, controller = new_scheduler(tmp_path / "rungs.json"), FakeController([first, second])
+    scheduler = new_scheduler(tmp_path / "rungs.json")
+    controller = FakeController([first, second], scheduler)
     assert report(scheduler, controller, second, 1, 0.1) == TrialScheduler.PAUSE
     assert scheduler.choose_trial_to_run(controller) is None  # the first trial has not reached the rung
     assert report(scheduler, controller, first, 1, 0.8) == TrialScheduler.CONTINUE
@@ -214,11 +269,27 @@ def test_a_trial_waits_at_a_rung_until_the_earlier_trials_are_known(tmp_path):
     assert scheduler.choose_trial_to_run(controller) is fourth
 
 
+def test_a_rung_compares_a_cells_search_trials_only_and_never_stops_a_seed_run(tmp_path):
+    # Proposed a, b, c, d across the experiment; b belongs to another cell, d is a seed run of a's cell.
+    a, b = FakeTrial(1, "a"), FakeTrial(2, "b", cell="mi-cnet-none-scratch")
+    c, d = FakeTrial(3, "c"), FakeTrial(4, "d")
+    d.config["phase"] = "final"
+    scheduler = new_scheduler(tmp_path / "rungs.json")
+    controller = FakeController([a, b, c, d], scheduler)
+    assert report(scheduler, controller, a, 1, 0.5) == TrialScheduler.CONTINUE
+    # b is compared with nothing of its cell (a is another cell's): it goes on although it is worse than a.
+    assert report(scheduler, controller, b, 1, 0.1) == TrialScheduler.CONTINUE
+    # c waits for no one but a, and is stopped below a's value; b's lower value does not count for it.
+    assert report(scheduler, controller, c, 1, 0.3) == TrialScheduler.STOP
+    assert report(scheduler, controller, d, 1, 0.0) == TrialScheduler.CONTINUE  # a seed run has no rungs
+    assert sorted(json.loads((tmp_path / "rungs.json").read_text())["trials"]) == ["a", "b", "c"]
+
+
 def test_a_restored_scheduler_replays_its_rungs_and_holds_undecided_trials(tmp_path):
     path = tmp_path / "rungs.json"
     first, second = FakeTrial(1, "a"), FakeTrial(2, "b")
     scheduler = new_scheduler(path)
-    controller = FakeController([first, second])
+    controller = FakeController([first, second], scheduler)
     assert report(scheduler, controller, first, 1, 0.8) == TrialScheduler.CONTINUE
     assert report(scheduler, controller, second, 1, 0.2) == TrialScheduler.STOP
     assert report(scheduler, controller, first, 2, 0.9) == TrialScheduler.CONTINUE
@@ -234,7 +305,7 @@ def test_a_restored_scheduler_replays_its_rungs_and_holds_undecided_trials(tmp_p
     between.last_result = {"epoch": 3, "val_metric": 0.1}
     first_again = FakeTrial(1, "a")
     first_again.last_result = {"epoch": 1, "val_metric": 0.8}  # restored from the checkpoint before epoch 2
-    controller = FakeController([undecided, second_again, between, first_again])  # Tune re-adds newest first
+    controller = FakeController([undecided, second_again, between, first_again], restored)  # newest first
     for trial in controller.trials:
         trial.status = Trial.PENDING
         restored.on_trial_add(controller, trial)
@@ -249,58 +320,44 @@ def test_a_restored_scheduler_replays_its_rungs_and_holds_undecided_trials(tmp_p
     assert report(restored, controller, first_again, 2, 0.9) == TrialScheduler.CONTINUE  # the decision replayed
 
 
-# The scheduler under real Tune: a toy trainable whose epochs take fixed times, so trial 1 (proposed second, fast,
-# poor) reaches the first rung long before trial 0 and must wait there for it. Run as a script: python TOY STORAGE.
+# The scheduler under real Tune, through the study's driver: a stand-in trainable whose epochs take fixed times, so
+# trial 1 (proposed second, fast, poor) reaches the first rung long before trial 0 and must wait there for it.
+# Run as a script: python TOY FOLDER.
 TOY = """
-import json, sys, tempfile, time
+import json, sys
 from pathlib import Path
 
-import ray
-from ray import tune
+from study.grid import Cell
+from study.launch import StudyData, cell_spec, run_launch
+from study.plan import resolve_plan
+from study.tune.cells import OptunaCell
+from study.tune.standin import standin
+from tests.standins import launch_args
 
-from study.scheduler import OrderedASHA
-from study.search import ProposalSearch, SeedProposals
-from study.storage import Storage
-
+folder = Path(sys.argv[1])
+args = launch_args("--profile", "smoke", "--input", folder / "input", "--results", folder / "results", "--name", "toy",
+                   "--tasks", "arrhythmia", "--models", "cnet", "--oversample", "none", "--samples", "3",
+                   "--max-epochs", "4", "--limit", "300", "--seeds", "1", "--num-cpus", "2")
+# The cell's first three proposals, as its searcher will make them: trial i is the one with the i-th learning rate.
+plan = resolve_plan(args)
+cell = Cell.from_id("arrhythmia-cnet-none-scratch")
+spec = cell_spec(cell, plan, StudyData(plan).of(cell))
+search = OptunaCell(spec.batch_sizes, spec.optuna_seed)
+LRS = [search.ask(str(i))["lr"] for i in range(3)]
 DELAY, VALUE = (0.5, 0.1, 0.1), (0.5, 0.1, 0.9)  # seconds an epoch, and the metric, of trials 0, 1, 2
 # Trial 0 reports its first epoch only once this file exists (the test makes it after the kill): until then
 # trial 1 waits at the rung for it, however slowly the machine starts the trials' workers.
-RELEASE = Path(sys.argv[1]).parent / "release"
+RELEASE = folder / "release"
 
 
-def trainable(config):
-    t, start, checkpoint = config["seed"], 1, tune.get_checkpoint()
-    if checkpoint:
-        with checkpoint.as_directory() as saved:
-            start = int(Path(saved, "epoch").read_text()) + 1
-    for epoch in range(start, 5):
-        time.sleep(DELAY[t])
-        waited = 0
-        while t == 0 and epoch == 1 and not RELEASE.exists() and waited < 600:  # a guard, not a measurement
-            time.sleep(0.1)
-            waited += 1
-        with tempfile.TemporaryDirectory() as folder:
-            Path(folder, "epoch").write_text(str(epoch))
-            tune.report({"epoch": epoch, "val_metric": VALUE[t]}, checkpoint=tune.Checkpoint.from_directory(folder))
+def index(config):
+    return LRS.index(config["trial"]["lr"]) if config["phase"] == "search" else 2
 
 
-storage = Path(sys.argv[1])
-ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
-bound = tune.with_resources(trainable, {"cpu": 1})
-path, filesystem = Storage.at(storage).tune_storage()  # as the study: whole files
-if tune.Tuner.can_restore(str(storage / "toy"), storage_filesystem=filesystem):
-    tuner = tune.Tuner.restore(str(storage / "toy"), trainable=bound, storage_filesystem=filesystem)
-else:
-    scheduler = OrderedASHA(Storage.at(storage), "rungs.json", metric="val_metric", mode="max", time_attr="epoch",
-                            max_t=4, grace_period=1)
-    # Trials 0, 1, 2 proposed in that order, two in flight at a time.
-    tuner = tune.Tuner(bound, param_space={}, tune_config=tune.TuneConfig(
-                           search_alg=ProposalSearch(SeedProposals([0, 1, 2], max_concurrent=2)),
-                           scheduler=scheduler, num_samples=3),
-                       run_config=tune.RunConfig(storage_path=path, storage_filesystem=filesystem, name="toy",
-                                                 verbose=0))
-epochs = {r.config["seed"]: r.metrics_dataframe["epoch"].tolist() for r in tuner.fit() if r.error is None}
-print("EPOCHS", json.dumps(epochs))
+trainable = standin(lambda config: DELAY[index(config)], value=lambda trial: VALUE[LRS.index(trial["lr"])],
+                    hold=lambda config, epoch: index(config) == 0 and epoch == 1 and not RELEASE.exists())
+print("LRS", json.dumps(LRS))
+sys.exit(run_launch(args, trainable=trainable))
 """
 
 
@@ -310,28 +367,33 @@ def test_a_trial_waiting_at_a_rung_when_the_driver_is_killed_is_decided_as_befor
     script.write_text(TOY)
     ray_tmp = tempfile.mkdtemp(prefix="rf")  # short: Ray's socket paths live under it
     env = ray_env(ray_tmp)
-    command = [sys.executable, str(script), str(tmp_path / "storage")]
+    command = [sys.executable, str(script), str(tmp_path)]
+    experiment = tmp_path / "results" / "toy" / "tune" / "study"
+    cell = "arrhythmia-cnet-none-scratch"
     try:
         with open(tmp_path / "first.log", "w") as log:
             process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
                                        start_new_session=True)
         try:
             # Killed once Tune's saved state has trial 1 paused at the rung, waiting for trial 0.
-            wait_until(process, lambda: ("PAUSED", 1) in saved_trials(tmp_path / "storage" / "toy"),
+            wait_until(process, lambda: ("PAUSED", 1) in saved_trials(experiment, cell, "search"),
                        "trial 1 paused at its first rung", lambda: (tmp_path / "first.log").read_text())
         finally:
             kill(process)
         (tmp_path / "release").touch()
-        rungs = json.loads((tmp_path / "storage" / "rungs.json").read_text())["trials"]
-        assert [r["1"]["stop"] for r in rungs.values()] == [None]  # trial 1's value is in, its decision is not
+        rungs = json.loads((tmp_path / "results" / "toy" / "tune" / "rungs.json").read_text())["trials"]
+        assert [r["1"]["stop"] for r in rungs.values() if "1" in r] == [None] * len(rungs), rungs  # no decision yet
         relaunch = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     finally:
         shutil.rmtree(ray_tmp, ignore_errors=True)
     assert relaunch.returncode == 0, relaunch.stdout + relaunch.stderr
-    epochs = json.loads(relaunch.stdout.split("EPOCHS", 1)[1])
+    assert f"continuing the interrupted run in {experiment}" in relaunch.stdout
+    lrs = json.loads(relaunch.stdout.split("LRS", 1)[1].splitlines()[0])
+    epochs = {lrs.index(json.loads((d / "params.json").read_text())["trial"]["lr"]):
+              [e for run in attempts(d).values() for e in run] for d in trial_dirs(experiment, cell, "search")}
     # As one trial after another: 0 goes on (nothing to compare with), 1 stops at epoch 1 (0.1 < 0.5) without
     # training on after the restore, 2 goes on (0.9 >= the median of 0.5 and 0.1).
-    assert epochs == {"0": [1, 2, 3, 4], "1": [1], "2": [1, 2, 3, 4]}
+    assert epochs == {0: [1, 2, 3, 4], 1: [1], 2: [1, 2, 3, 4]}
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -410,6 +472,10 @@ def report_tables(study: Path, out: Path) -> tuple[dict, list[str]]:
     return tables, result.findings
 
 
+def best_checkpoint(doc: dict) -> str:
+    return CellResult.from_json(doc, "cell").best_checkpoint
+
+
 def assert_same_study(study: Path, reference: Path) -> None:
     """Same tables (timing columns aside), same cell results, and bit-identical best checkpoints."""
     tables, findings = report_tables(study, study.parent / "report")
@@ -420,8 +486,8 @@ def assert_same_study(study: Path, reference: Path) -> None:
         result = json.loads((study / "cells" / f"{cell}.json").read_text())
         expected = json.loads((reference / "cells" / f"{cell}.json").read_text())
         assert comparable_cell(result, study) == comparable_cell(expected, reference), cell
-        weights = torch.load(result["best_checkpoint"], weights_only=True)["state_dict"]
-        expected_weights = torch.load(expected["best_checkpoint"], weights_only=True)["state_dict"]
+        weights = torch.load(best_checkpoint(result), weights_only=True)["state_dict"]
+        expected_weights = torch.load(best_checkpoint(expected), weights_only=True)["state_dict"]
         assert weights.keys() == expected_weights.keys()
         assert all(torch.equal(weights[k], expected_weights[k]) for k in weights), cell
 
@@ -430,44 +496,48 @@ def assert_same_study(study: Path, reference: Path) -> None:
 def test_a_driver_killed_at_three_points_ends_like_an_uninterrupted_run(workspace, reference):
     study = (workspace[0] / "killed" / NAME).resolve()
     tune_dir = study / "tune"
+    experiment = tune_dir / "study"
     watch = Watch(study)
     # Each point: Tune's saved state holds a trial part-way through (so the relaunch resumes it from its
-    # checkpoint), and the cells done before it.
+    # checkpoint). Cells run side by side, so only what must hold of the cells done before each is asserted.
     points = [
         # (a) in the first cell's search: no cell has finished
-        ("a search trial part-way in the first cell", lambda: part_way(tune_dir / f"{CELLS[0]}-search"), set()),
-        # (b) in the second cell's final phase: its search is over, its seed run part-way
-        ("the second cell's seed run part-way", lambda: part_way(tune_dir / f"{CELLS[1]}-final"), {CELLS[0]}),
-        # (c) in the transfer cell's search
-        ("a search trial part-way in the transfer cell", lambda: part_way(tune_dir / f"{CELLS[2]}-search"),
-         {CELLS[0], CELLS[1]}),
+        ("a search trial part-way in the first cell", (CELLS[0], "search"),
+         lambda done: not done),
+        # (b) in the first cell's seed run: its search is over, its result (the transfer cell's source) not written
+        ("the first cell's seed run part-way", (CELLS[0], "final"), lambda done: CELLS[0] not in done),
+        # (c) in the transfer cell's search: its source is done
+        ("a search trial part-way in the transfer cell", (CELLS[2], "search"),
+         lambda done: CELLS[0] in done and CELLS[2] not in done),
     ]
-    logs, relaunched_at = [], []
-    for number, (what, reached, done_before) in enumerate(points, 1):
+    logs, relaunched_at, done_before = [], [], []
+    for number, (what, (cell, phase), expected) in enumerate(points, 1):
         logs.append(f"killed-{number}")
         relaunched_at.append(time.time())
+        done_before.append(watch.done())
         process = start_study(workspace, "killed", logs[-1])
         try:
-            watch.until(process, reached, what, lambda: log_text(workspace, logs[-1]))
+            watch.until(process, lambda: part_way(experiment, cell, phase), what,
+                        lambda: log_text(workspace, logs[-1]))
         finally:
             kill(process)
-        assert watch.done() == done_before, f"killed at {what!r} with cells {watch.done()} done"
+        assert expected(watch.done()), f"killed at {what!r} with cells {watch.done()} done"
     logs.append("killed-last")
     relaunched_at.append(time.time())
-    last = finish(start_study(workspace, "killed", logs[-1]), workspace, logs[-1])
+    done_before.append(watch.done())
+    finish(start_study(workspace, "killed", logs[-1]), workspace, logs[-1])
     watch.poll()
     texts = [log_text(workspace, name) for name in logs]
 
-    # Each relaunch continued where the kill left it.
-    assert f"continuing the interrupted run in {tune_dir / (CELLS[0] + '-search')}" in texts[1]
-    assert f"{CELLS[0]}: done earlier, kept" in texts[2]
-    assert f"continuing the interrupted run in {tune_dir / (CELLS[1] + '-final')}" in texts[2]
-    assert f"{CELLS[0]}: done earlier, kept" in last and f"{CELLS[1]}: done earlier, kept" in last
-    assert f"continuing the interrupted run in {tune_dir / (CELLS[2] + '-search')}" in last
+    # Each relaunch continued where the kill left it, keeping the cells done before it...
+    for number, text in enumerate(texts[1:], 1):
+        assert f"continuing the interrupted run in {experiment}" in text, text
+        for cell in done_before[number]:
+            assert f"{cell}: done earlier, kept" in text, (cell, text)
     # ...and resumed the part-way trials from their checkpoints, not from epoch 1.
-    for number, experiment in enumerate((f"{CELLS[0]}-search", f"{CELLS[1]}-final", f"{CELLS[2]}-search"), 1):
-        assert resumed_after(tune_dir / experiment, relaunched_at[number]), \
-            (experiment, [attempts(trial) for trial in (tune_dir / experiment).glob("trial_*")])
+    for number, (_, (cell, phase), _) in enumerate(points, 1):
+        assert resumed_after(experiment, cell, phase, relaunched_at[number]), \
+            (cell, phase, [attempts(trial) for trial in trial_dirs(experiment, cell, phase)])
 
     # Every cell done once: one result file each, finished by one launch and never written again.
     assert sorted(p.name for p in (study / "cells").iterdir()) == sorted(f"{cell}.json" for cell in CELLS)
@@ -479,8 +549,8 @@ def test_a_driver_killed_at_three_points_ends_like_an_uninterrupted_run(workspac
         assert sorted(p.name for p in (seed_dir / "seed0").iterdir()) == ["best.pt", "final.json", "metrics.csv"]
     # No half-written file, and every JSON the study wrote parses.
     assert not list(study.rglob("*.tmp")), "a half-written file was left behind"
-    written = [study / "study.json", study / "manifest.json", *study.glob("cells/*.json"),
-               *study.glob("checkpoints/**/*.json"), *tune_dir.glob("*.json")]  # Tune's own result.json is JSON lines
+    written = [study / "study.json", *study.glob("cells/*.json"), *study.glob("checkpoints/**/*.json"),
+               *tune_dir.glob("*.json")]  # Tune's own result.json is JSON lines
     for path in written:
         json.loads(path.read_text())
 

@@ -146,7 +146,7 @@ def test_a_worker_node_removed_mid_trial_lets_the_trial_finish_on_the_other_node
     # The cell's record says so too, and the study finished: every seed with its test metrics.
     cell = json.loads((study / "cells" / "arrhythmia-bigru-none-scratch.json").read_text())
     runs = cell["trials"] + cell["seeds"]
-    moved = [run for run in runs if run["node_ids"] == [worker_id, head_id]]
+    moved = [run for run in runs if run["ran"]["node_ids"] == [worker_id, head_id]]
     assert len(moved) == 1, runs
     assert len(cell["seeds"]) == 2 and all(seed["test"] is not None for seed in cell["seeds"])
     assert all(seed["epochs_run"] == epochs for seed in cell["seeds"])
@@ -270,10 +270,9 @@ def _copy_study(finished_study: Path, tmp_path: Path) -> tuple[Path, dict]:
 
 
 def _kept(study: Path) -> dict[str, bytes]:
-    """The finished cell's results: its JSON, its checkpoints, the manifest that points at them."""
+    """The finished cell's results: its JSON and its checkpoints."""
     files = _snapshot(study)
-    return {name: data for name, data in files.items() if name.startswith((f"cells/{DONE}", f"checkpoints/{DONE}"))
-            or name == "manifest.json"}
+    return {name: data for name, data in files.items() if name.startswith((f"cells/{DONE}", f"checkpoints/{DONE}"))}
 
 
 def _assert_study_intact(study: Path, kept: dict) -> None:
@@ -335,8 +334,7 @@ def test_a_study_whose_disk_fills_while_copying_a_final_checkpoint_stops_with_on
     finally:
         ray.shutdown()
     assert f"{DONE}: done earlier, kept" in capsys.readouterr().out
-    kept.pop("manifest.json")  # now records the second cell's checkpoint too
-    assert {k: v for k, v in _kept(study).items() if k != "manifest.json"} == kept
+    assert _kept(study) == kept
     assert json.loads((study / "cells" / f"{NEXT}.json").read_text())["seeds"] and target.exists()
 
 
@@ -357,9 +355,12 @@ def test_a_trial_that_cannot_write_its_checkpoint_ends_the_study_with_the_reason
                      "--results", str(tmp_path / "results")])
     finally:
         ray.shutdown()
-    assert code == 2
+    assert code == 1
     line = _last_line(capsys.readouterr().err)
-    assert line.startswith(f"error: every search trial of cell {DONE} failed; the first error: could not write "), line
+    assert line.startswith(f"error: 1 cell(s) of study 'io' did not finish: {DONE}: every search trial failed; the "
+                           "first error: could not write "), line
     assert "/last.pt: File too large (any earlier version of it is unchanged)" in line, line
-    assert line.endswith("fix it and run the same command again to continue."), line
+    assert line.endswith(". Fix that and run the same command to continue them: python -m study "
+                         + " ".join(STUDY) + f" --models cnet --input {finished_study / 'input'} --results "
+                         f"{tmp_path / 'results'}"), line
     assert not (tmp_path / "results" / "io" / "cells" / f"{DONE}.json").exists()

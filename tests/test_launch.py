@@ -1,4 +1,5 @@
-"""The Ray Tune study on a local Ray instance with 2 CPUs: the whole grid, transfer, shared GPUs, crashes (driver kills: test_faults.py)."""
+"""The Ray Tune study on a local Ray instance with 2 CPUs: the whole grid, transfer, shared GPUs, crashes (driver kills:
+test_faults.py; scheduling across cells: test_study_schedule.py)."""
 
 import json
 from pathlib import Path
@@ -10,6 +11,9 @@ import torch
 from models import load_checkpoint
 from study.cli import main
 from study.grid import make_grid
+from study.launch import run_launch
+from study.results import CellResult
+from tests.standins import crashing_once, launch_args
 
 TINY = ["--limit", "150", "--samples", "1", "--max-epochs", "1", "--seeds", "1"]
 
@@ -33,6 +37,11 @@ def cells_written(study: Path) -> dict[str, dict]:
     return {p.stem: json.loads(p.read_text()) for p in sorted((study / "cells").glob("*.json"))}
 
 
+def cell_result(study: Path, cell_id: str) -> CellResult:
+    path = study / "cells" / f"{cell_id}.json"
+    return CellResult.from_json(json.loads(path.read_text()), str(path))
+
+
 @pytest.mark.slow
 def test_smoke_study_over_every_cell_writes_a_json_per_cell(local_ray, tmp_path, capsys):
     assert launch(tmp_path, *TINY, "--name", "all") == 0
@@ -42,22 +51,20 @@ def test_smoke_study_over_every_cell_writes_a_json_per_cell(local_ray, tmp_path,
     assert len(cells) == 24
     for cell_id, result in cells.items():
         assert result["format"] == "ecg-study-cell" and result["cell_id"] == cell_id
-        assert result["trials_run"] == 1 and len(result["seeds"]) == 1
+        assert len(result["trials"]) == 1 and len(result["seeds"]) == 1
         seed = result["seeds"][0]
         assert Path(seed["checkpoint"]).exists() and seed["test"] is not None
         assert 0 <= seed["test"]["accuracy"] <= 1
     out = capsys.readouterr().out
-    assert "[24/24]" in out and "finished" in out
+    assert "24 of 24 cells to run" in out and out.count(": done in ") == 24 and "finished" in out
 
     # A transfer cell's frozen body is exactly its source's best arrhythmia checkpoint.
-    manifest = json.loads((study / "manifest.json").read_text())["transfer_sources"]
     for model in ("cnet", "bigru"):
-        result = cells[f"mi-{model}-smote-transfer"]
-        source_path = manifest[f"{model}-smote"]
-        assert result["cell"]["transfer_source"] == source_path
-        assert source_path == cells[f"arrhythmia-{model}-smote-scratch"]["best_checkpoint"]
+        result = cell_result(study, f"mi-{model}-smote-transfer")
+        source_path = result.cell.transfer_source
+        assert source_path == cell_result(study, f"arrhythmia-{model}-smote-scratch").best_checkpoint
         source = load_checkpoint(source_path)["state_dict"]
-        learned = load_checkpoint(result["best_checkpoint"])["state_dict"]
+        learned = load_checkpoint(result.best_checkpoint)["state_dict"]
         body = [k for k in source if not k.startswith(("fc1.", "fc2."))]
         assert body and all(torch.equal(source[k], learned[k]) for k in body)
         assert not torch.equal(source["fc1.weight"], learned["fc1.weight"])  # the head was replaced
@@ -84,27 +91,29 @@ def test_four_half_gpu_trials_share_two_gpus_at_once(tmp_path):
     assert code == 0
     trials = cells_written(tmp_path / "results" / "gpus")["arrhythmia-cnet-none-scratch"]["trials"]
     assert len(trials) == 4
-    latest_start = max(t["started_at"] for t in trials)
-    earliest_end = min(t["finished_at"] for t in trials)
+    latest_start = max(t["ran"]["started_at"] for t in trials)
+    earliest_end = min(t["ran"]["finished_at"] for t in trials)
     assert latest_start < earliest_end, f"the four trials did not overlap: {trials}"
 
 
-def test_a_trial_that_crashes_once_is_retried_from_its_checkpoint(tmp_path, monkeypatch):
+def test_a_trial_that_crashes_once_is_retried_from_its_checkpoint(tmp_path):
     import ray
 
     marker = tmp_path / "crashed"
-    monkeypatch.setenv("ECG_STUDY_CRASH_ONCE", f"{marker}:2")  # workers inherit it from ray.init
+    args = launch_args("--profile", "smoke", "--input", tmp_path / "input", "--results", tmp_path / "results",
+                       "--tasks", "arrhythmia", "--models", "cnet", "--oversample", "none", "--samples", "1",
+                       "--max-epochs", "4", "--limit", "300", "--seeds", "1", "--name", "crash")
     ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
     try:
-        code = launch(tmp_path, "--tasks", "arrhythmia", "--models", "cnet", "--oversample", "none",
-                      "--samples", "1", "--max-epochs", "4", "--limit", "300", "--seeds", "1", "--name", "crash")
+        code = run_launch(args, trainable=crashing_once(marker, epoch=2))
     finally:
         ray.shutdown()
     assert code == 0 and marker.exists()
     study = tmp_path / "results" / "crash"
     assert cells_written(study)["arrhythmia-cnet-none-scratch"]["trials"][0]["epochs"] == 4
     # The crashed trial continued after epoch 2: every epoch appears once, none was trained twice.
-    progress = [pd.read_csv(p) for p in (study / "tune").glob("arrhythmia-cnet-none-scratch-search/trial_*/progress.csv")]
+    progress = [pd.read_csv(d / "progress.csv") for d in (study / "tune" / "study").glob("trial_*")
+                if json.loads((d / "params.json").read_text())["phase"] == "search"]
     assert len(progress) == 1
     assert progress[0]["epoch"].tolist() == [1, 2, 3, 4]
     assert progress[0]["attempt_started_at"].nunique() == 2  # two attempts: the crash and the retry

@@ -233,12 +233,12 @@ def test_corrupt_and_unknown_version_files_are_named_and_the_rest_is_built(study
     corrupt.write_text('{"format": "ecg-study-cell", "version": 1, "seeds": [')
     future = study_dir / "cells" / "mi-seq-none-scratch.json"
     doc = json.loads(future.read_text())
-    future.write_text(json.dumps({**doc, "version": 2}))
+    future.write_text(json.dumps({**doc, "version": 99}))
     result = build_report(study_dir, tmp_path / "out", plots=True)
     assert len(result.problems) == 2
     assert result.problems[0].startswith(f"{corrupt} is not valid JSON (")
     assert result.problems[0].endswith("that cell is reported as unreadable.")
-    assert result.problems[1] == (f"{future} is 'ecg-study-cell' version 2, but this report reads only version 1; "
+    assert result.problems[1] == (f"{future} is 'ecg-study-cell' version 99, but this report reads only versions 1 and 2; "
                                   "that cell is reported as unreadable.")
     err = capsys.readouterr().err
     text = result.report_path.read_text()

@@ -1,293 +1,231 @@
-"""The searchers rebuilt from restored trials, and the whole-file writes of Tune's state (study/search.py,
-study/storage.py): what makes a study restored after a kill continue as if it had not been stopped."""
+"""The study searcher (study/tune/searcher.py) without Ray: the order cells go in, their seed runs and transfer
+cells, the caps, and a restore that rebuilds it from Tune's trials alone."""
 
-import json
-import os
-import pickle
-import signal
-import subprocess
-import sys
-from pathlib import Path
 from types import SimpleNamespace
 
-import pyarrow.fs
 import pytest
 from ray.tune.experiment import Trial
+from ray.tune.search import Searcher
 
-from study.launch import _unrestorable
-from study.search import OptunaProposals, ProposalSearch, SeedProposals
-from study.storage import LocalStorage, WholeFileHandler
+from study.results import SearchTrial, Whereabouts
+from study.tune.records import Recorder
+from study.tune.cells import CellSpec, Launch, attach, cell_seed
+from study.tune.searcher import StudySearch, StudySearchGenerator
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-class RestoredTrial:
-    """What the searchers read of a trial Tune restored: its tag, id, config, status and last result."""
-
-    def __init__(self, number: int, trial_id: str, config: dict, status: str, last_result: dict | None = None):
-        self.experiment_tag, self.trial_id, self.config = f"{number}_lr={config.get('lr')}", trial_id, config
-        self.status, self.last_result = status, last_result or {}
+ARRHYTHMIA, MI, TRANSFER = "arrhythmia-cnet-none-scratch", "mi-cnet-none-scratch", "mi-cnet-none-transfer"
 
 
-def optuna_proposals(max_concurrent: int = 2) -> OptunaProposals:
-    return OptunaProposals(lr_range=(1e-4, 1e-2), batch_sizes=[64, 128, 256], metric="val", mode="max", seed=3,
-                           max_concurrent=max_concurrent)
+def spec(cell_id: str, samples: int = 3, seeds=(0, 1)) -> CellSpec:
+    task = cell_id.split("-")[0]
+    return CellSpec(cell_id=cell_id, data=f"{task}/none", trial={"task": task, "init": "scratch", "epochs": 4},
+                    source=ARRHYTHMIA if cell_id.endswith("transfer") else None, samples=samples, seeds=tuple(seeds),
+                    batch_sizes=(64, 128, 256), optuna_seed=cell_seed(0, cell_id), train_beats=100)
 
 
-def uninterrupted() -> list[dict]:
-    """Five proposals, two in flight at a time, each finishing before the next is asked for."""
-    searcher, proposals = optuna_proposals(), []
-    for number in range(5):
-        proposals.append(searcher.suggest(f"t{number}"))
-        if number >= 1:
-            searcher.on_trial_complete(f"t{number - 1}", {"val": 0.1 * number})
-    return proposals
+class FakeRecorder:
+    """The searcher's view of records: a search trial's value is its last result's best_val_metric."""
+
+    choose = staticmethod(Recorder.choose)
+
+    def __init__(self):
+        self.written = []
+
+    def search_trials(self, cell, trials, errors):
+        return [SearchTrial(t.trial_id, t.config["trial"]["lr"], t.config["trial"]["batch_size"],
+                            t.last_result.get("best_val_metric"), 4, False, t.status == Trial.ERROR,
+                            "boom" if t.status == Trial.ERROR else None, Whereabouts(None, None, (), ()))
+                for t in sorted(trials, key=lambda t: int(t.experiment_tag.split("_")[0]))]
+
+    def write_cell(self, cell, trials, chosen, errors):
+        self.written.append(cell.cell_id)
+        return SimpleNamespace(cell_id=cell.cell_id, best_checkpoint=f"/ckpt/{cell.cell_id}/best.pt")
+
+    @staticmethod
+    def done_line(result) -> str:
+        return "done"
+
+
+class Run:
+    """Tune as the searcher sees it: trials numbered as proposed, finished by hand."""
+
+    def __init__(self, cells, max_concurrent=2, max_cells=None, trials=(), done=None):
+        self.lines, self.recorder = [], FakeRecorder()
+        self.launch = Launch(cells=list(cells), done=dict(done or {}), recorder=self.recorder,
+                             notify=lambda cell, line: self.lines.append(f"{cell}: {line}"),
+                             max_concurrent=max_concurrent, max_cells=max_cells)
+        attach(self.launch)
+        self.searcher = StudySearch()
+        self.trials = list(trials)
+        self.number = max((int(t.experiment_tag.split("_")[0]) for t in self.trials), default=0)
+        for trial in reversed(self.trials):  # Tune re-adds restored trials newest first
+            self.searcher.adopt(trial)
+
+    def propose(self):
+        attach(self.launch)  # a process drives one study: the Run in use is the one attached
+        config = self.searcher.suggest(f"t{self.number + 1}")
+        if config is None or config == Searcher.FINISHED:
+            return config
+        self.number += 1
+        trial = SimpleNamespace(trial_id=f"t{self.number}", experiment_tag=f"{self.number}_x", config=config,
+                                status=Trial.RUNNING, last_result={})
+        self.trials.append(trial)
+        return trial
+
+    def end(self, trial, value: float | None = 0.5, error: bool = False):
+        attach(self.launch)
+        trial.status = Trial.ERROR if error else Trial.TERMINATED
+        trial.last_result = {} if value is None else {"epoch": 4, "val_metric": value, "best_val_metric": value}
+        self.searcher.finish(trial, trial.last_result, "boom" if error else None, self.trials)
+
+
+def test_a_cell_proposes_the_same_trials_whatever_runs_beside_it():
+    alone = Run([spec(MI)], max_concurrent=10)
+    beside = Run([spec(ARRHYTHMIA), spec(MI)], max_concurrent=10)
+    mine = [alone.propose().config["trial"]["lr"] for _ in range(3)]
+    theirs = [t.config["trial"]["lr"] for t in (beside.propose() for _ in range(6)) if t.config["cell"] == MI]
+    assert mine == theirs and len(set(mine)) == 3
+
+
+def test_the_longest_chain_goes_first_and_a_transfer_cell_waits_for_its_sources_result():
+    run = Run([spec(ARRHYTHMIA, samples=2, seeds=(0,)), spec(MI, samples=2, seeds=(0,)),
+               spec(TRANSFER, samples=2, seeds=(0,))], max_concurrent=10)
+    first = [run.propose() for _ in range(4)]
+    # The arrhythmia cell (a transfer cell waits on it) before the MI cell nothing waits on; the transfer cell waits.
+    assert [t.config["cell"] for t in first] == [ARRHYTHMIA, ARRHYTHMIA, MI, MI]
+    assert run.propose() is None
+    run.end(first[0], 0.6)
+    run.end(first[1], 0.4)
+    seed = run.propose()  # the search is over: the seed run of the configuration chosen on validation
+    assert seed.config["phase"] == "final" and seed.config["trial"]["seed"] == 0
+    assert seed.config["trial"]["lr"] == first[0].config["trial"]["lr"]
+    assert "configuration chosen" in run.lines[-1]
+    assert run.propose() is None  # the transfer cell still waits: its source's result is not written
+    run.end(seed)
+    assert run.recorder.written == [ARRHYTHMIA]
+    transfer = run.propose()
+    assert transfer.config["cell"] == TRANSFER and transfer.config["trial"]["init"] == f"/ckpt/{ARRHYTHMIA}/best.pt"
+
+
+def test_one_cell_at_a_time_runs_the_cells_one_after_another():
+    run = Run([spec(ARRHYTHMIA, samples=2, seeds=(0,)), spec(MI, samples=2, seeds=(0,))], max_concurrent=10,
+              max_cells=1)
+    search = [run.propose(), run.propose()]
+    assert run.propose() is None  # the MI cell may not start while the arrhythmia cell is in progress
+    for trial in search:
+        run.end(trial)
+    run.end(run.propose())
+    assert [t.config["cell"] for t in (run.propose(), run.propose())] == [MI, MI]
+
+
+def test_trials_in_flight_are_capped_and_a_paused_trial_holds_no_slot():
+    run = Run([spec(ARRHYTHMIA, samples=4)], max_concurrent=2)
+    first, second = run.propose(), run.propose()
+    assert run.propose() is None
+    run.searcher.paused(second.trial_id)  # waiting at a rung: its slot goes to another trial
+    third = run.propose()
+    assert third is not None and run.propose() is None
+    run.searcher.resumed(second.trial_id)
+    run.end(first)
+    assert run.propose() is None  # second and third in flight
+
+
+def test_a_cell_whose_search_trials_all_fail_blocks_its_transfer_cell_and_the_search_ends():
+    run = Run([spec(ARRHYTHMIA, samples=2), spec(TRANSFER, samples=2)], max_concurrent=10)
+    for trial in (run.propose(), run.propose()):
+        run.end(trial, value=None, error=True)
+    assert run.propose() == Searcher.FINISHED
+    assert run.searcher.failures() == [(ARRHYTHMIA, "every search trial failed; the first error: boom", None),
+                                       (TRANSFER, f"its source cell {ARRHYTHMIA} failed", ARRHYTHMIA)]
+    assert run.searcher.unfinished() == []
+
+
+def test_a_failed_seed_run_fails_its_cell_and_a_relaunch_proposes_that_seed_again():
+    run = Run([spec(MI, samples=1, seeds=(0, 1))], max_concurrent=10)
+    run.end(run.propose())
+    seeds = [run.propose(), run.propose()]
+    run.end(seeds[0])
+    run.end(seeds[1], error=True)
+    assert run.searcher.failures() == [(MI, "the seed 1 run failed: boom", None)]
+    again = Run([spec(MI, samples=1, seeds=(0, 1))], trials=run.trials, max_concurrent=10)
+    retry = again.propose()
+    assert retry.config["phase"] == "final" and retry.config["trial"]["seed"] == 1
+    assert again.propose() is None
+    again.end(retry)
+    assert again.recorder.written == [MI]
 
 
 def test_a_restored_search_proposes_what_the_uninterrupted_one_does():
-    proposals = uninterrupted()
-    assert len({p["lr"] for p in proposals}) == 5  # five different draws
-    # Restored after the third proposal: t0 and t1 finished, t2 in flight. Tune re-adds them newest first.
-    searcher = optuna_proposals()
-    for number, status in ((2, Trial.PENDING), (1, Trial.TERMINATED), (0, Trial.TERMINATED)):
-        searcher.adopt(RestoredTrial(number + 1, f"t{number}", proposals[number], status,
-                                     {"val": 0.1 * (number + 1)} if status == Trial.TERMINATED else None))
-    assert searcher.suggest("t3") == proposals[3]
-    assert searcher.suggest("t4") is None  # t2 and t3 in flight: the cap holds
-    searcher.on_trial_complete("t2", {"val": 0.3})
-    assert searcher.suggest("t4") == proposals[4]
+    straight = Run([spec(ARRHYTHMIA, samples=6)], max_concurrent=2)
+    trials = [straight.propose(), straight.propose()]
+    for number in range(2, 6):
+        straight.end(trials[number - 2], 0.1 * number)
+        trials.append(straight.propose())
+    proposals = [t.config["trial"]["lr"] for t in trials]
+    # Restored after the fourth proposal: two finished, two in flight.
+    restored_trials = [SimpleNamespace(**vars(t)) for t in trials[:4]]
+    for t in restored_trials[2:]:
+        t.status, t.last_result = Trial.PENDING, {}
+    restored = Run([spec(ARRHYTHMIA, samples=6)], max_concurrent=2, trials=restored_trials)
+    assert restored.propose() is None  # two in flight: the cap holds
+    restored.end(restored.trials[2], 0.4)
+    assert restored.propose().config["trial"]["lr"] == proposals[4]
 
 
-def test_finished_trials_a_restore_brings_back_hold_no_slot():
-    """The hang this replaces: Tune's ConcurrencyLimiter restored from a state older than the trials still
-    counted two finished trials as running, so no further trial was ever proposed."""
-    proposals = uninterrupted()
-    searcher = optuna_proposals(max_concurrent=2)
-    for number in (1, 0):
-        searcher.adopt(RestoredTrial(number + 1, f"t{number}", proposals[number], Trial.TERMINATED, {"val": 0.5}))
-    assert searcher.suggest("t2") == proposals[2]
-    assert searcher.suggest("t3") == proposals[3]
-    assert searcher.suggest("t4") is None
+def test_finished_trials_a_restore_brings_back_hold_no_slot_and_are_not_told_twice():
+    straight = Run([spec(ARRHYTHMIA, samples=4)], max_concurrent=2)
+    first, second = straight.propose(), straight.propose()
+    straight.end(first, 0.5)
+    straight.end(second, 0.6)
+    restored = Run([spec(ARRHYTHMIA, samples=4)], max_concurrent=2, trials=[first, second])
+    assert restored.propose() is not None and restored.propose() is not None
+    restored.end(first, 0.9)  # told again (a scheduler stopping a paused trial can): ignored
+    study = restored.searcher.cells[ARRHYTHMIA].optuna.study
+    assert [t.value for t in study.trials if t.value is not None] == [0.5, 0.6]
 
 
 def test_a_restored_trial_the_replay_does_not_draw_keeps_its_own_values():
-    """Past TPE's random start, a proposal depends on which trials had finished: a replay cannot redraw it,
-    and the restored trial's values are entered as they are."""
-    own = {"lr": 0.004321, "batch_size": 128}
-    searcher = optuna_proposals()
-    searcher.adopt(RestoredTrial(1, "t0", own, Trial.TERMINATED, {"val": 0.7}))
-    fresh = searcher.suggest("t1")
-    assert fresh is not None and fresh != own
-    told = [t for t in searcher._study.trials if t.state.name == "COMPLETE"]
-    assert [(t.params, t.value) for t in told] == [(own, 0.7)]
-
-
-def test_a_trial_finished_twice_or_unknown_is_ignored():
-    searcher = optuna_proposals(max_concurrent=1)
-    first = searcher.suggest("a")
-    searcher.on_trial_complete("a", {"val": 0.2})
-    searcher.on_trial_complete("a", {"val": 0.9})  # a scheduler stopping a paused trial tells it twice
-    searcher.on_trial_complete("nobody", {"val": 0.9})
-    assert [t.value for t in searcher._study.trials] == [0.2]
-    assert searcher.suggest("b") not in (None, first)
+    own = {"task": "arrhythmia", "init": "scratch", "epochs": 4, "lr": 0.004321, "batch_size": 128}
+    trial = SimpleNamespace(trial_id="t1", experiment_tag="1_x", status=Trial.TERMINATED,
+                            config={"cell": ARRHYTHMIA, "phase": "search", "data": "arrhythmia/none", "trial": own},
+                            last_result={"val_metric": 0.7, "best_val_metric": 0.7})
+    run = Run([spec(ARRHYTHMIA)], trials=[trial])
+    assert run.propose().config["trial"]["lr"] != own["lr"]
+    study = run.searcher.cells[ARRHYTHMIA].optuna.study
+    assert [(t.params, t.value) for t in study.trials if t.state.name == "COMPLETE"] == [
+        ({"lr": 0.004321, "batch_size": 128}, 0.7)]
 
 
 def test_failed_and_metricless_trials_are_told_as_such():
-    searcher = optuna_proposals(max_concurrent=3)
-    for name in "abc":
-        searcher.suggest(name)
-    searcher.on_trial_complete("a", None, error=True)
-    searcher.on_trial_complete("b", {"loss": 1.0})
-    searcher.on_trial_complete("c", {"val": float("nan")}, error=False)
-    assert [t.state.name for t in searcher._study.trials] == ["FAIL", "PRUNED", "FAIL"]
+    run = Run([spec(ARRHYTHMIA, samples=3)], max_concurrent=3)
+    a, b, c = run.propose(), run.propose(), run.propose()
+    run.end(a, value=None, error=True)
+    run.end(b, value=None)
+    run.end(c, value=float("nan"))
+    study = run.searcher.cells[ARRHYTHMIA].optuna.study
+    assert [t.state.name for t in study.trials] == ["FAIL", "PRUNED", "FAIL"]
 
 
-def test_the_seed_runs_restored_keep_their_seeds_and_run_each_once():
-    searcher = SeedProposals([0, 1, 2, 3], max_concurrent=2)
-    searcher.adopt(RestoredTrial(2, "s1", {"seed": 1}, Trial.PENDING))
-    searcher.adopt(RestoredTrial(1, "s0", {"seed": 0}, Trial.TERMINATED))
-    assert searcher.suggest("x") == {"seed": 2}
-    assert searcher.suggest("y") is None  # seeds 1 and 2 in flight
-    searcher.on_trial_complete("s1", {})
-    assert searcher.suggest("y") == {"seed": 3}
-    searcher.on_trial_complete("x", {})
-    assert searcher.suggest("z") is None  # every seed proposed
-
-
-def test_the_search_counts_its_proposals_from_the_restored_trials():
-    """Whatever count the searcher state saved (older or newer than the trials), the next trial is numbered
-    after the restored ones, and the search ends at num_samples."""
-    search = ProposalSearch(SeedProposals([0, 1, 2], max_concurrent=3))
-    search.set_state({"counter": 0, "total_samples": 3, "finished": False, "experiment": None})
-    search.adopt(RestoredTrial(2, "s1", {"seed": 1}, Trial.PENDING))
-    search.adopt(RestoredTrial(1, "s0", {"seed": 0}, Trial.TERMINATED))
-    assert search.get_state()["counter"] == 2 and not search.is_finished()
-    search.adopt(RestoredTrial(3, "s2", {"seed": 2}, Trial.PENDING))
-    assert search.is_finished()
-
-
-def test_the_searchers_save_nothing_and_read_nothing(tmp_path):
-    searcher = optuna_proposals()
-    searcher.suggest("a")
-    searcher.save_to_dir(str(tmp_path), "session")
+def test_the_search_counts_its_proposals_from_the_restored_trials_and_saves_nothing(tmp_path):
+    run = Run([spec(ARRHYTHMIA)])
+    generator = StudySearchGenerator(run.searcher)
+    generator.set_state({"counter": 0, "total_samples": -1, "finished": False, "experiment": None})
+    for number in (2, 1):
+        generator.adopt(SimpleNamespace(trial_id=f"r{number}", experiment_tag=f"{number}_x", status=Trial.PENDING,
+                                        config={"cell": ARRHYTHMIA, "phase": "search",
+                                                "trial": {"lr": 0.001, "batch_size": 64}}, last_result={}))
+    assert generator.get_state()["counter"] == 2
+    run.searcher.save_to_dir(str(tmp_path), "session")
     assert list(tmp_path.iterdir()) == []
-    searcher.restore_from_dir(str(tmp_path))  # nothing to read, nothing fails
-    with pytest.raises(ValueError, match="max_concurrent must be 1 or more; got 0"):
-        optuna_proposals(max_concurrent=0)
+    run.searcher.restore_from_dir(str(tmp_path))  # nothing to read, nothing fails
 
 
-# ---------------------------------------------------------------------------------------------------------
-# Tune's state in the results folder: written whole, or recognised as cut short.
+def test_a_cell_done_before_this_launch_gives_its_transfer_cell_its_checkpoint_at_once():
+    done = {ARRHYTHMIA: SimpleNamespace(best_checkpoint="/earlier/best.pt")}
+    run = Run([spec(TRANSFER)], done=done)
+    assert run.propose().config["trial"]["init"] == "/earlier/best.pt"
 
 
-def write_experiment(folder: Path) -> None:
-    folder.mkdir(parents=True)
-    (folder / "tuner.pkl").write_bytes(pickle.dumps({"tuner": 1}))
-    for stamp in ("2026-01-01_00-00-00", "2026-01-01_00-00-09"):
-        (folder / f"experiment_state-{stamp}.json").write_text(json.dumps({"trial_data": [], "stamp": stamp}))
-        (folder / f"search_gen_state-{stamp}.json").write_bytes(pickle.dumps({"counter": 1}))
-
-
-CUT_SHORT = "Tune's saved state was cut short when the driver stopped"
-
-
-@pytest.mark.parametrize("cut, why", [
-    (None, None),
-    ("experiment_state-2026-01-01_00-00-09.json", CUT_SHORT),  # the newest one is what Tune would restore
-    ("search_gen_state-2026-01-01_00-00-09.json", CUT_SHORT),
-    ("tuner.pkl", CUT_SHORT),
-    ("experiment_state-2026-01-01_00-00-00.json", None),  # an older session's file is not read
-])
-def test_tunes_state_cut_short_is_recognised(tmp_path, cut, why):
-    folder = tmp_path / "cell-search"
-    write_experiment(folder)
-    if cut is not None:
-        data = (folder / cut).read_bytes()
-        (folder / cut).write_bytes(data[: len(data) // 2])
-    assert _unrestorable(LocalStorage(folder)) == why
-
-
-@pytest.mark.parametrize("missing", ["experiment_state-*", "search_gen_state-*", "tuner.pkl"])
-def test_a_run_stopped_before_tune_saved_its_state_is_not_restored(tmp_path, missing):
-    folder = tmp_path / "cell-search"
-    write_experiment(folder)
-    for path in folder.glob(missing):
-        path.unlink()
-    assert _unrestorable(LocalStorage(folder)) == "Tune had not saved its state yet"
-
-
-WRITER = """
-import sys, time, pyarrow.fs
-sys.path.insert(0, {root!r})
-from study.storage import WholeFileHandler
-fs = pyarrow.fs.PyFileSystem(WholeFileHandler())
-with fs.open_output_stream({target!r}) as stream:
-    stream.write(b"new" * 1000)
-    print("writing", flush=True)
-    time.sleep(60)
-    stream.write(b"end")
-"""
-
-
-def test_a_file_written_for_tune_is_whole_or_absent_when_the_writer_is_killed(tmp_path):
-    target = tmp_path / "experiment_state-x.json"
-    target.write_text("old, whole")
-    writer = subprocess.Popen([sys.executable, "-c", WRITER.format(root=str(ROOT), target=str(target))],
-                              stdout=subprocess.PIPE, text=True)
-    try:
-        assert writer.stdout.readline().strip() == "writing"
-    finally:
-        os.kill(writer.pid, signal.SIGKILL)
-        writer.wait()
-    assert target.read_text() == "old, whole"
-    # What the killed writer left is a temporary file that the next launch sweeps (data.files.is_temporary).
-    from data.files import is_temporary
-
-    assert [is_temporary(p) for p in tmp_path.iterdir() if p != target] == [True]
-
-
-def test_files_copied_through_the_whole_file_system_arrive_complete(tmp_path):
-    source = tmp_path / "staging"
-    (source / "trial_1").mkdir(parents=True)
-    (source / "experiment_state-x.json").write_text("x" * 300_000)
-    (source / "trial_1" / "result.json").write_text("{}\n")
-    filesystem = pyarrow.fs.PyFileSystem(WholeFileHandler())
-    pyarrow.fs.copy_files(str(source), str(tmp_path / "results"), destination_filesystem=filesystem,
-                          chunk_size=4096)
-    assert (tmp_path / "results" / "experiment_state-x.json").read_text() == "x" * 300_000
-    assert (tmp_path / "results" / "trial_1" / "result.json").read_text() == "{}\n"
-    assert sorted(p.name for p in (tmp_path / "results").iterdir()) == ["experiment_state-x.json", "trial_1"]
-    assert pickle.loads(pickle.dumps(filesystem)) == filesystem  # Tune ships it to the trials' workers
-
-
-@pytest.mark.parametrize("whole_file", [True, False], ids=["results-folder", "plain-local"])
-def test_a_trials_epochs_come_from_its_checkpoint_not_from_a_result_file_a_kill_left_short(tmp_path, whole_file):
-    """Tune copies result.json and its experiment state one file at a time; a driver killed in between restores a
-    trial from a checkpoint at epoch 2 while result.json stops at epoch 1, and the resumed trial never reports
-    epoch 2 again. The summary must still see every epoch, and choose on all of them."""
-    import pandas as pd
-    from ray import tune
-
-    from study.launch import _search_summary
-
-    def trial(number: int, lr: float, val: list[float], reported: list[int]):
-        folder = tmp_path / f"trial_{number}" / "checkpoint_000003"
-        folder.mkdir(parents=True)
-        rows = pd.DataFrame({"epoch": range(1, len(val) + 1), "train_loss": [1.0 / e for e in range(1, len(val) + 1)],
-                             "val_metric": val})
-        rows.to_csv(folder / "metrics.csv", index=False)
-        filesystem = pyarrow.fs.PyFileSystem(WholeFileHandler()) if whole_file else pyarrow.fs.LocalFileSystem()
-        return SimpleNamespace(config={"lr": lr, "batch_size": 64}, error=None,
-                               metrics={"experiment_tag": f"{number}_lr={lr}", "trial_id": f"t{number}"},
-                               checkpoint=tune.Checkpoint(str(folder), filesystem=filesystem),
-                               metrics_dataframe=rows[rows["epoch"].isin(reported)].reset_index(drop=True))
-
-    # Trial 1's best epoch (2) is the one its result.json lost; trial 2's result file is whole.
-    search = [trial(2, 0.002, [0.5, 0.7, 0.6], [1, 2, 3]), trial(1, 0.001, [0.5, 0.9, 0.6], [1, 3])]
-    trials, curve, best = _search_summary(search, max_epochs=3)
-    assert best == {"lr": 0.001, "batch_size": 64}
-    assert [t["val_metric"] for t in trials] == [0.9, 0.7]
-    assert [t["epochs"] for t in trials] == [3, 3]
-    assert [(p["epoch"], p["val_metric"]) for p in curve] == [(1, 0.5), (2, 0.9), (3, 0.6)]
-
-
-def test_a_trial_without_metrics_in_its_checkpoint_falls_back_to_tunes_results(tmp_path):
-    """Results of older versions: search checkpoints did not carry metrics.csv."""
-    import pandas as pd
-    from ray import tune
-
-    from study.launch import _search_summary
-
-    (tmp_path / "checkpoint_000000").mkdir()
-    result = SimpleNamespace(config={"lr": 0.001, "batch_size": 128}, error=None,
-                             metrics={"experiment_tag": "1_lr=0.001", "trial_id": "t1"},
-                             checkpoint=tune.Checkpoint(str(tmp_path / "checkpoint_000000")),
-                             metrics_dataframe=pd.DataFrame({"epoch": [1, 2], "train_loss": [0.9, 0.8],
-                                                             "val_metric": [0.4, 0.6]}))
-    trials, curve, best = _search_summary([result], max_epochs=4)
-    assert best == {"lr": 0.001, "batch_size": 128}
-    assert trials[0]["val_metric"] == 0.6 and trials[0]["stopped_early"]
-    assert [p["epoch"] for p in curve] == [1, 2]
-
-
-def test_tunes_harmless_vanished_file_traceback_is_hidden_and_other_errors_are_not(monkeypatch):
-    """Tune renames its searcher state into place while its previous sync is still listing the staging folder;
-    the sync logs the vanished temporary file as an ERROR with a traceback in a run that is fine."""
-    import logging
-
-    from study.launch import _quiet
-
-    for name in ("RAY_AIR_NEW_OUTPUT", "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S"):
-        monkeypatch.setenv(name, os.environ.get(name, ""))
-    logger = logging.getLogger("ray.tune.execution.experiment_state")
-    monkeypatch.setattr(logger, "filters", [])
-    _quiet(verbose=False)
-
-    def record(error: Exception) -> logging.LogRecord:
-        return logger.makeRecord(logger.name, logging.ERROR, __file__, 1, "Saving experiment state failed", None,
-                                 (type(error), error, None))
-
-    vanished = FileNotFoundError(2, "Failed to open local file '/s/driver_artifacts/.1bd8-tmp-search_gen_state-x.json'")
-    assert not logger.filter(record(vanished))
-    assert logger.filter(record(FileNotFoundError(2, "Failed to open local file '/s/trial_1/result.json'")))
-    assert logger.filter(record(OSError(28, "No space left on device")))
+@pytest.mark.parametrize("cell", [ARRHYTHMIA, MI])
+def test_cell_seeds_differ_by_cell_and_study_seed(cell):
+    assert cell_seed(0, cell) == cell_seed(0, cell) != cell_seed(1, cell)
+    assert cell_seed(0, ARRHYTHMIA) != cell_seed(0, MI)

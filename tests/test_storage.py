@@ -14,7 +14,10 @@ import pytest
 import torch
 
 from study.cli import main
+from study.launch import run_launch
+from study.results import StudyFolder
 from study.storage import LocalStorage, RemoteStorage, Storage, fetch, is_uri
+from tests.standins import crashing_once, launch_args
 
 AWS_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
            "AWS_EC2_METADATA_DISABLED": "true"}
@@ -103,7 +106,6 @@ def test_a_study_with_results_on_s3_runs_resumes_transfers_and_reports(s3, tmp_p
     from models import load_checkpoint
 
     marker = tmp_path / "crashed"
-    monkeypatch.setenv("ECG_STUDY_CRASH_ONCE", f"{marker}:1")  # the first trial crashes once, after epoch 1
     results = f"{s3}/runs"
     flags = ["launch", "--profile", "smoke", "--input", str(tmp_path / "input"), "--results", results,
              "--name", "remote", "--tasks", "arrhythmia,mi", "--models", "cnet", "--oversample", "none",
@@ -111,7 +113,8 @@ def test_a_study_with_results_on_s3_runs_resumes_transfers_and_reports(s3, tmp_p
     ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
     monkeypatch.chdir(tmp_path)  # after ray.init (workers start in its folder): to see that nothing lands here
     try:
-        assert main(flags) == 0
+        # The first search trial crashes once, after epoch 1.
+        assert run_launch(launch_args(*flags[1:]), trainable=crashing_once(marker, epoch=1)) == 0
         first = capsys.readouterr().out
         assert main(flags) == 0  # the same command again: every cell is found done on S3
         again = capsys.readouterr().out
@@ -123,30 +126,32 @@ def test_a_study_with_results_on_s3_runs_resumes_transfers_and_reports(s3, tmp_p
 
     files = objects(f"{s3}/runs/remote")
     cells = ["arrhythmia-cnet-none-scratch", "mi-cnet-none-scratch", "mi-cnet-none-transfer"]
-    assert {"study.json", "manifest.json"} <= set(files)
+    assert "study.json" in files and "tune/rungs.json" in files
     assert [f for f in files if f.startswith("cells/")] == [f"cells/{c}.json" for c in cells]
     for cell in cells:
         assert {f"checkpoints/{cell}/seed0/{name}" for name in ("best.pt", "final.json", "metrics.csv")} <= set(files)
-        assert any(f.startswith(f"tune/{cell}-search/") for f in files)
+    assert any(f.startswith("tune/study/trial_") for f in files)
     assert not (tmp_path / "results").exists(), "a study on S3 writes nothing into the local results folder"
 
     store = Storage.at(f"{s3}/runs/remote")
     assert isinstance(store, RemoteStorage)
-    source = store.read_json("cells/arrhythmia-cnet-none-scratch.json")
-    transfer = store.read_json("cells/mi-cnet-none-transfer.json")
+    folder = StudyFolder(store)
+    source = folder.read_cell("arrhythmia-cnet-none-scratch")
+    transfer = folder.read_cell("mi-cnet-none-transfer")
     # The crashed trial was retried from its checkpoint on S3: each epoch reported once, in two attempts.
-    progress = [f for f in files if f.startswith("tune/arrhythmia-cnet-none-scratch-search/") and
-                f.endswith("progress.csv")]
-    assert len(progress) == 1
-    frame = pd.read_csv(fetch(f"{s3}/runs/remote/{progress[0]}", tmp_path / "progress"))
-    assert frame["epoch"].tolist() == [1, 2] and frame["attempt_started_at"].nunique() == 2
+    # (The first search trial to reach its first epoch crashed, of whichever cell.)
+    search = [f.removesuffix("params.json") for f in files if f.startswith("tune/study/") and f.endswith("params.json")
+              and json.loads(store.read_text(f))["phase"] == "search"]
+    frames = [pd.read_csv(fetch(f"{s3}/runs/remote/{folder}progress.csv", tmp_path / "progress" / folder))
+              for folder in search]
+    crashed = [frame for frame in frames if frame["attempt_started_at"].nunique() == 2]
+    assert len(search) == 3 and len(crashed) == 1 and crashed[0]["epoch"].dropna().tolist() == [1, 2]
 
     # The transfer cell started from the source cell's best checkpoint, named by its s3:// URI.
-    assert source["best_checkpoint"] == f"{s3}/runs/remote/checkpoints/arrhythmia-cnet-none-scratch/seed0/best.pt"
-    assert transfer["cell"]["transfer_source"] == source["best_checkpoint"]
-    assert store.read_json("manifest.json")["transfer_sources"] == {"cnet-none": source["best_checkpoint"]}
-    body = load_checkpoint(fetch(source["best_checkpoint"], tmp_path / "source"))["state_dict"]
-    learned = load_checkpoint(fetch(transfer["best_checkpoint"], tmp_path / "transfer"))["state_dict"]
+    assert source.best_checkpoint == f"{s3}/runs/remote/checkpoints/arrhythmia-cnet-none-scratch/seed0/best.pt"
+    assert transfer.cell.transfer_source == source.best_checkpoint
+    body = load_checkpoint(fetch(source.best_checkpoint, tmp_path / "source"))["state_dict"]
+    learned = load_checkpoint(fetch(transfer.best_checkpoint, tmp_path / "transfer"))["state_dict"]
     frozen = [k for k in body if not k.startswith(("fc1.", "fc2."))]
     assert frozen and all(torch.equal(body[k], learned[k]) for k in frozen)
 
@@ -181,28 +186,36 @@ def test_a_driver_killed_mid_cell_with_results_on_s3_continues_from_there(s3, tm
                                     start_new_session=True)
 
     process = launch()
-    second = "tune/arrhythmia-cnet-smote-scratch-search/"
+    store = Storage.at(study)
+
+    def second_cell_part_way() -> bool:
+        """The first cell is done, and a trial of the second (still running) has reported to S3."""
+        files = objects(study)
+        if "cells/arrhythmia-cnet-none-scratch.json" not in files or "cells/arrhythmia-cnet-smote-scratch.json" in files:
+            return False
+        return any(f.endswith("progress.csv") and '"arrhythmia-cnet-smote-scratch"' in
+                   (store.read_text(f.removesuffix("progress.csv") + "params.json") or "") for f in files)
+
     try:
         deadline = time.time() + 300
         while time.time() < deadline and process.poll() is None:
-            files = objects(study)
-            if f"{second}tuner.pkl" in files and any(f.startswith(second) and f.endswith("progress.csv")
-                                                     for f in files):
+            if second_cell_part_way():
                 break
             time.sleep(0.5)
         else:
-            pytest.fail(f"the second cell's search never reached S3:\n{log_path.read_text()}")
+            pytest.fail(f"the second cell never ran part-way on S3 after the first was done:\n{log_path.read_text()}")
     finally:
-        os.killpg(process.pid, signal.SIGKILL)  # the driver and the Ray instance it started
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)  # the driver and the Ray instance it started
         process.wait()
-    first = Storage.at(study).read_text("cells/arrhythmia-cnet-none-scratch.json")
-    assert first is not None and not Storage.at(study).exists("cells/arrhythmia-cnet-smote-scratch.json")
+    first = store.read_text("cells/arrhythmia-cnet-none-scratch.json")
+    assert first is not None and not store.exists("cells/arrhythmia-cnet-smote-scratch.json")
 
     relaunched = launch()
     assert relaunched.wait(timeout=300) == 0, log_path.read_text()
     output = log_path.read_text()
     assert "arrhythmia-cnet-none-scratch: done earlier, kept" in output
-    assert f"continuing the interrupted run in {study}/{second.rstrip('/')}" in output
+    assert f"continuing the interrupted run in {study}/tune/study" in output
     assert Storage.at(study).read_text("cells/arrhythmia-cnet-none-scratch.json") == first  # not run again
     assert Storage.at(study).read_json("cells/arrhythmia-cnet-smote-scratch.json")["seeds"]
     assert not (tmp_path / "results").exists()

@@ -1,0 +1,184 @@
+"""A study's plan: what decides what it computes, resolved once from the profile and the launch flags.
+
+    plan = resolve_plan(args)        # args: the parsed flags of `python -m study launch` (add_launch_arguments)
+"""
+
+import argparse
+import json
+import re
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+from data.constants import TASKS
+from study.grid import CELL_OVERSAMPLING, INITS, MODELS, PROFILES, SMOTE_METHODS, Cell, make_grid
+
+
+@dataclass(frozen=True)
+class StudyPlan:
+    """Everything that decides what a study computes, resolved once from the profile and the flags."""
+
+    name: str
+    profile: str
+    cells: tuple[str, ...]
+    samples: int
+    max_epochs: dict
+    seeds: tuple[int, ...]
+    grace_period: int
+    patience: int
+    smote_method: str
+    input: str
+    demo: bool
+    demo_rows: int
+    limit: int | None
+    data_seed: int
+    search_seed: int
+    cpus_per_trial: float
+    gpus_per_trial: float
+    max_concurrent: int | None
+    transfer_mode: str = "frozen"
+    split: str = "kaggle"  # arrhythmia beats: the Kaggle CSVs, or a PhysioNet build (intra / inter-patient)
+    created: str = field(default="", compare=False)
+
+    def oversample_method(self, cell: Cell) -> str:
+        return self.smote_method if cell.oversample == "smote" else "none"
+
+
+def resolve_plan(args: argparse.Namespace) -> StudyPlan:
+    profile = PROFILES[args.profile]
+    max_epochs = {**profile.max_epochs, **(args.max_epochs or {})}
+    grace = args.grace_period if args.grace_period is not None else profile.grace_period
+    seeds = args.seeds if args.seeds is not None else profile.seeds
+    cells = make_grid(tasks=args.tasks, models=args.models, oversample=args.oversample, inits=args.inits)
+    if args.split != "kaggle":
+        built = task_input(Path(args.input), "arrhythmia", args.split)
+        if not _has_real_data(built, {"arrhythmia"}):
+            raise ValueError(f"--split {args.split} reads the arrhythmia beats from {built}, which holds no "
+                             f"{args.split} build; make it with: python -m data.physionet build --db mitdb "
+                             f"--records DIR --out {built} --split {args.split}")
+    real = all(_has_real_data(task_input(Path(args.input), task, args.split), {task})
+               for task in {cell.task for cell in cells})
+    if args.demo is False and not real:
+        raise ValueError(f"{args.input} lacks the Kaggle CSVs for this study; put them there "
+                         "(python -m data.download) or drop --no-demo to use demo data.")
+    demo = bool(args.demo) or not real
+    if demo and args.split != "kaggle":
+        raise ValueError(f"--split {args.split} needs the MI task's CSVs in {args.input} too (demo data has no "
+                         "inter- or intra-patient split); or run --tasks arrhythmia.")
+    name = args.name or args.profile
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):
+        raise ValueError(f"--name {name!r} must be a plain folder name (letters, digits, '.', '_', '-'), "
+                         "so the study stays inside --results.")
+    return StudyPlan(
+        name=name, profile=args.profile, cells=tuple(c.cell_id for c in cells),
+        samples=args.samples or profile.samples, max_epochs=max_epochs,
+        seeds=tuple(range(args.seed, args.seed + seeds)), grace_period=min(grace, *max_epochs.values()),
+        patience=profile.patience, smote_method=args.smote_method, input=str(args.input), demo=demo,
+        demo_rows=args.demo_rows or profile.demo_rows,
+        limit=args.limit if args.limit is not None else (profile.limit if demo else None),
+        data_seed=args.data_seed, search_seed=args.seed, cpus_per_trial=args.cpus_per_trial,
+        gpus_per_trial=args.gpus_per_trial if args.gpus_per_trial is not None else -1.0,
+        max_concurrent=args.max_concurrent, transfer_mode=args.transfer_mode, split=args.split,
+        created=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+
+
+def task_input(input_dir: Path, task: str, split: str) -> Path:
+    """Where a task's CSVs are: INPUT, or for arrhythmia on a PhysioNet split INPUT/physionet-SPLIT."""
+    return input_dir / f"physionet-{split}" if task == "arrhythmia" and split != "kaggle" else input_dir
+
+
+def _has_real_data(input_dir: Path, tasks: set[str]) -> bool:
+    from data import has_task_files
+
+    return all(has_task_files(task, input_dir) for task in tasks)
+
+
+def check_same_plan(plan: StudyPlan, saved, location: str, ref: str) -> None:
+    """A study folder belongs to one plan: continuing it with other settings would mix two studies' numbers.
+    ``saved`` is the folder's study record (study/results.py; None for a new study), read from ``ref``."""
+    if saved is None:
+        return
+    for cell_id in saved.cells:
+        try:
+            Cell.from_id(cell_id)
+        except ValueError:
+            raise ValueError(f"{ref} lists {cell_id!r}, which is not a cell of the grid; "
+                             "move the folder away or use another --name.") from None
+    current = json.loads(json.dumps(asdict(plan)))
+    keys = [k for k in current if k not in ("created", "cells", "max_concurrent", "cpus_per_trial", "gpus_per_trial")]
+    differences = [f"{k}: {saved.plan.get(k)!r} -> {current[k]!r}" for k in keys if saved.plan.get(k) != current[k]]
+    if differences:
+        raise ValueError(f"{location} holds study {plan.name!r} with other settings ({'; '.join(differences)}); "
+                         "use --name to start a new study, or the same flags to continue this one.")
+
+
+def epochs_by_task(text: str) -> dict[str, int]:
+    """``--max-epochs``: "40" (both tasks) or "arrhythmia=80,mi=600"."""
+    def count(value: str) -> int:
+        if not value.strip().isdigit() or int(value) < 1:
+            raise argparse.ArgumentTypeError(f"{text!r}: epochs must be whole numbers of at least 1")
+        return int(value)
+
+    if "=" not in text:
+        return {task: count(text) for task in TASKS}
+    out = {}
+    for part in text.split(","):
+        task, _, value = part.partition("=")
+        if task.strip() not in TASKS or task.strip() in out:
+            raise argparse.ArgumentTypeError(f"{text!r}: give N, or TASK=N for each of {', '.join(TASKS)} once")
+        out[task.strip()] = count(value)
+    return out
+
+
+def add_launch_arguments(parser: argparse.ArgumentParser) -> None:
+    from study.cli import non_negative_float, non_negative_int, positive_float, positive_int
+
+    def names(valid):
+        def parse(text: str) -> list[str]:
+            values = [v.strip() for v in text.split(",") if v.strip()]
+            unknown = [v for v in values if v not in valid]
+            if unknown or not values:
+                raise argparse.ArgumentTypeError(f"{text!r}: choose from {', '.join(valid)} (comma-separated)")
+            return values
+        return parse
+
+    parser.add_argument("--profile", choices=sorted(PROFILES), default="smoke",
+                        help="smoke: every cell on a tiny budget; paper: the original budgets, 16 samples, 3 seeds")
+    parser.add_argument("--name", default=None, help="study name: results go to RESULTS/NAME (default: the profile)")
+    parser.add_argument("--results", default="results", help="results folder, shared by all nodes on a cluster")
+    parser.add_argument("--input", type=Path, default=Path("input"), help="folder with the Kaggle CSVs")
+    demo = parser.add_mutually_exclusive_group()
+    demo.add_argument("--demo", dest="demo", action="store_true", default=None,
+                      help="use demo data even if the real CSVs are present")
+    demo.add_argument("--no-demo", dest="demo", action="store_false",
+                      help="fail instead of falling back to demo data when the CSVs are absent")
+    parser.add_argument("--demo-rows", type=positive_int, default=None, help="rows of the demo mitbih_train.csv")
+    parser.add_argument("--limit", type=positive_int, default=None, help="beats kept of each CSV (stratified)")
+    parser.add_argument("--tasks", type=names(TASKS), default=list(TASKS))
+    parser.add_argument("--models", type=names(MODELS), default=list(MODELS))
+    parser.add_argument("--oversample", type=names(CELL_OVERSAMPLING), default=list(CELL_OVERSAMPLING))
+    parser.add_argument("--inits", type=names(INITS), default=list(INITS))
+    parser.add_argument("--split", choices=("kaggle", "intra", "inter"), default="kaggle",
+                        help="arrhythmia beats: the Kaggle CSVs (default), or built from the PhysioNet records by "
+                             "python -m data.physionet into INPUT/physionet-intra or INPUT/physionet-inter")
+    parser.add_argument("--smote-method", choices=SMOTE_METHODS, default="smote-tomek",
+                        help="what the 'smote' cells run (default: smote-tomek, as the original's 'smote')")
+    parser.add_argument("--transfer-mode", choices=("frozen", "finetune"), default="frozen")
+    parser.add_argument("--samples", type=positive_int, default=None, help="Optuna samples a cell")
+    parser.add_argument("--max-epochs", type=epochs_by_task, default=None,
+                        help="ASHA's maximum epochs: N for both tasks, or arrhythmia=N,mi=M")
+    parser.add_argument("--grace-period", type=positive_int, default=None,
+                        help="epochs every search trial gets before successive halving may stop it")
+    parser.add_argument("--seeds", type=positive_int, default=None, help="seeds of each cell's final evaluation")
+    parser.add_argument("--seed", type=non_negative_int, default=0, help="first seed (Optuna and final runs)")
+    parser.add_argument("--data-seed", type=non_negative_int, default=0, help="seed of splits and oversampling")
+    parser.add_argument("--cpus-per-trial", type=positive_float, default=1.0)
+    parser.add_argument("--gpus-per-trial", type=non_negative_float, default=None,
+                        help="default: 0.25 where the cluster has GPUs (four trials a card), else 0")
+    parser.add_argument("--max-concurrent", type=positive_int, default=None, help="cap on trials in flight")
+    parser.add_argument("--max-cells", type=positive_int, default=None,
+                        help="cap on cells in progress at once (default: none; 1 runs one cell after another)")
+    parser.add_argument("--address", default=None, help="join this Ray cluster (default: $RAY_ADDRESS, else local)")
+    parser.add_argument("--num-cpus", type=positive_int, default=None, help="CPUs of a local Ray instance")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the study (the default anyway: finished cells are never run again)")

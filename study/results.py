@@ -1,0 +1,256 @@
+"""What a study folder holds besides Ray Tune's own files, and the one place that writes and reads it.
+
+    RESULTS/NAME/study.json                    the study record (StudyRecord): plan, planned cells, data, failures
+    RESULTS/NAME/cells/CELL.json               a finished cell (CellResult): its search trials, chosen config, seed runs
+    RESULTS/NAME/checkpoints/CELL/seedK/       best.pt, final.json, metrics.csv of each seed run
+    RESULTS/NAME/tune/study/                   the study's one Tune experiment; tune/rungs.json, the rung decisions
+
+Every record is a frozen dataclass with ``to_json`` / ``from_json``. Reading is strict: a missing field or one of
+the wrong type is one sentence naming the file and the field. What can be derived is not stored (a cell's best
+checkpoint is its best seed's; a transfer cell's source is its source cell's result).
+"""
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+
+from study.grid import Cell
+from study.metrics import selection_key
+from study.storage import Storage
+
+FORMAT_VERSION = 2  # of every file below; version 1 (one Tuner a cell, manifest.json) is read by the report only
+STUDY_FORMAT, CELL_FORMAT = "ecg-study", "ecg-study-cell"
+STUDY_FILE = "study.json"
+RUNGS_FILE = "tune/rungs.json"
+EXPERIMENT = "study"  # the experiment's folder under tune/
+
+
+class ResultError(ValueError):
+    """A study file that parses but is not a record of this version: one sentence naming the file and field."""
+
+
+def cell_file(cell_id: str) -> str:
+    return f"cells/{cell_id}.json"
+
+
+def seed_folder(cell_id: str, seed: int) -> str:
+    return f"checkpoints/{cell_id}/seed{seed}"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Strict reading of dataclasses from JSON.
+
+
+def _check(value, kind, where: str):
+    """``value`` as the annotated ``kind`` (dataclass, tuple[X, ...], X | None, dict, float, ...), or raise."""
+    origin, args = typing.get_origin(kind), typing.get_args(kind)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        (inner,) = [a for a in args if a is not type(None)]
+        return _check(value, inner, where)
+    if dataclasses.is_dataclass(kind):
+        if not isinstance(value, dict):
+            raise ResultError(f"field {where or 'the top level'} is {type(value).__name__}, expected an object")
+        return _from_dict(kind, value, where)
+    if origin is tuple:
+        if not isinstance(value, list):
+            raise ResultError(f"field {where} is {type(value).__name__}, expected a list")
+        return tuple(_check(v, args[0], f"{where}[{i}]") for i, v in enumerate(value))
+    if kind is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        value = float(value) if ok else value
+    elif kind is dict:
+        ok = isinstance(value, dict)
+    else:  # int, str, bool
+        ok = isinstance(value, kind) and not (kind is int and isinstance(value, bool))
+    if not ok:
+        raise ResultError(f"field {where} is {value!r}, expected {getattr(kind, '__name__', kind)}")
+    return value
+
+
+def _from_dict(cls, doc: dict, where: str = ""):
+    hints = typing.get_type_hints(cls)
+    values = {}
+    for f in dataclasses.fields(cls):
+        name = f"{where}.{f.name}" if where else f.name
+        if f.name not in doc:
+            raise ResultError(f"field {name} is missing")
+        values[f.name] = _check(doc[f.name], hints[f.name], name)
+    return cls(**values)
+
+
+def _to_json(record) -> dict:
+    return dataclasses.asdict(record)  # tuples become lists in JSON
+
+
+class _Record:
+    """A file's top-level record: format and version around the dataclass's fields."""
+
+    FORMAT: typing.ClassVar[str]
+
+    def to_json(self) -> dict:
+        return {"format": self.FORMAT, "version": FORMAT_VERSION, **_to_json(self)}
+
+    @classmethod
+    def from_json(cls, doc, ref: str):
+        """The record in ``doc`` (the parsed file ``ref``); a file of another format or version, a missing or a
+        mistyped field raise ResultError naming ``ref``."""
+        if not isinstance(doc, dict) or doc.get("format") != cls.FORMAT:
+            raise ResultError(f"{ref} is not a {cls.FORMAT} file (its format field says "
+                              f"{doc.get('format') if isinstance(doc, dict) else None!r}).")
+        if doc.get("version") != FORMAT_VERSION:
+            raise ResultError(f"{ref} was written by a version of this study of format {doc.get('version')!r}; this "
+                              f"one reads version {FORMAT_VERSION}: continue it with that version, or use another --name.")
+        try:
+            return _from_dict(cls, {k: v for k, v in doc.items() if k not in ("format", "version")})
+        except ResultError as error:
+            raise ResultError(f"{ref}: {error}.") from None
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The records.
+
+
+@dataclass(frozen=True)
+class Whereabouts:
+    """When a trial ran (its first attempt's start to its last report, unix seconds) and where: the nodes' IPs,
+    and their Ray node ids in the order the trial ran on them (a retry elsewhere adds one at the end)."""
+
+    started_at: float | None
+    finished_at: float | None
+    nodes: tuple[str, ...]
+    node_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class SearchTrial:
+    """One Optuna sample of a cell: validation only, the test split untouched."""
+
+    trial_id: str
+    lr: float
+    batch_size: int
+    val_metric: float | None  # the best epoch's; None when it failed before its first validation
+    epochs: int
+    stopped_early: bool  # by successive halving
+    failed: bool
+    error: str | None
+    ran: Whereabouts
+
+
+@dataclass(frozen=True)
+class CurvePoint:
+    epoch: int
+    train_loss: float
+    val_metric: float
+
+
+@dataclass(frozen=True)
+class SeedRun:
+    """The chosen configuration trained with one seed; its best epoch (on validation) evaluated on test once."""
+
+    seed: int
+    epochs_run: int
+    best_epoch: int
+    val: dict
+    test: dict
+    checkpoint: str  # the best.pt in checkpoints/CELL/seedK/, as a path or URI other processes open
+    ran: Whereabouts
+
+
+@dataclass(frozen=True)
+class CellInfo:
+    task: str
+    model: str
+    oversample: str  # "none" or "smote"
+    smote_method: str | None  # what "smote" ran
+    init: str  # "scratch" or "transfer"
+    transfer_mode: str | None
+    transfer_source: str | None  # the checkpoint a transfer cell started from: its source cell's best_checkpoint
+
+
+@dataclass(frozen=True)
+class CellResult(_Record):
+    FORMAT: typing.ClassVar[str] = CELL_FORMAT
+
+    study: str
+    cell_id: str
+    cell: CellInfo
+    selection_metric: str
+    best_config: dict  # {"lr", "batch_size"}: the search trial with the best validation metric
+    trials: tuple[SearchTrial, ...]  # in the order Optuna proposed them
+    best_trial_curve: tuple[CurvePoint, ...]
+    seeds: tuple[SeedRun, ...]  # by seed
+    data_fingerprint: str
+    wall_time_s: float  # from the cell's first trial's start to its result
+    started: str
+    finished: str
+
+    @property
+    def trials_stopped_early(self) -> int:
+        return sum(t.stopped_early for t in self.trials)
+
+    @property
+    def best_seed(self) -> SeedRun:
+        """The seed run with the best validation metric (chosen on validation, like everything else)."""
+        key = selection_key(self.cell.task)
+        return max(self.seeds, key=lambda s: s.val[key])
+
+    @property
+    def best_checkpoint(self) -> str:
+        return self.best_seed.checkpoint
+
+    def test_mean(self) -> float:
+        key = selection_key(self.cell.task)
+        return sum(s.test[key] for s in self.seeds) / len(self.seeds)
+
+
+@dataclass(frozen=True)
+class CellFailure:
+    """A cell that could not finish in the last launch: its first error, or the failed cell it waits on."""
+
+    cell_id: str
+    error: str
+    blocked_by: str | None = None
+
+
+@dataclass(frozen=True)
+class StudyRecord(_Record):
+    FORMAT: typing.ClassVar[str] = STUDY_FORMAT
+
+    name: str
+    profile: str
+    smote_method: str
+    cells: tuple[str, ...]  # planned, in grid order
+    seed: int
+    data: dict  # source, input, limit, sources (task -> where from), fingerprints ("task-method" -> fingerprint)
+    created: str
+    plan: dict  # launch.StudyPlan as JSON: what decides what the study computes
+    failures: tuple[CellFailure, ...] = field(default=())
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The folder.
+
+
+class StudyFolder:
+    """A study folder (local, or a URI such as s3://bucket/results/NAME) read and written through its records."""
+
+    def __init__(self, store: Storage):
+        self.store = store
+
+    def read_study(self) -> StudyRecord | None:
+        doc = self.store.read_json(STUDY_FILE)
+        return None if doc is None else StudyRecord.from_json(doc, self.store.ref(STUDY_FILE))
+
+    def write_study(self, record: StudyRecord) -> None:
+        self.store.write_json(STUDY_FILE, record.to_json())
+
+    def read_cell(self, cell: Cell | str) -> CellResult | None:
+        rel = cell_file(cell if isinstance(cell, str) else cell.cell_id)
+        doc = self.store.read_json(rel)
+        return None if doc is None else CellResult.from_json(doc, self.store.ref(rel))
+
+    def write_cell(self, result: CellResult) -> None:
+        self.store.write_json(cell_file(result.cell_id), result.to_json())

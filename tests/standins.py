@@ -1,0 +1,48 @@
+"""Trainables that stand in for the study's own (study/tune/trainable.py) in tests: `run_launch(args, trainable=...)`;
+the one that sleeps instead of training is study/tune/standin.py (the benchmarks run it too)."""
+
+from pathlib import Path
+
+
+def crashing_once(marker: Path, epoch: int):
+    """The study's trainable, but a search trial raises once right after reporting ``epoch`` (until ``marker``
+    exists): a worker that dies mid-trial, which Tune retries from the trial's last checkpoint."""
+    from study.tune.trainable import study_trainable
+
+    def trainable(config: dict, datasets: dict) -> None:
+        from ray import tune
+
+        report = tune.report
+
+        def report_then_crash(metrics, checkpoint=None):
+            report(metrics, checkpoint=checkpoint)
+            if config["phase"] == "search" and metrics.get("epoch") == epoch:
+                try:
+                    with open(marker, "x") as handle:  # one trial wins, of two that reach the epoch at once
+                        handle.write(f"crashed after epoch {epoch}\n")
+                except FileExistsError:
+                    return
+                raise RuntimeError(f"injected crash after epoch {epoch}")
+
+        tune.report = report_then_crash
+        try:
+            study_trainable(config, datasets)
+        finally:
+            tune.report = report
+    return trainable
+
+
+def launch_args(*flags: str):
+    """The parsed flags of `python -m study launch FLAGS`, for run_launch."""
+    from study.cli import get_args_parser
+
+    args = get_args_parser().parse_args(["launch", *map(str, flags)])
+    args.argv = ["launch", *map(str, flags)]
+    return args
+
+
+def sleeping(seconds: dict[str, float], failing: tuple[str, ...] = ()):
+    """A trainable whose epochs sleep ``seconds[model]``; every trial of a cell in ``failing`` raises at its start."""
+    from study.tune.standin import standin
+
+    return standin(lambda config: seconds[config["trial"]["model"]], failing=failing)

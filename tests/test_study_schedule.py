@@ -1,0 +1,89 @@
+"""The study as one Tune experiment, scheduled across cells: a local Ray of 4 logical CPUs and a stand-in
+trainable that sleeps (tests/standins.py), so what is measured is the driver's scheduling, not training."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from study.launch import run_launch
+from study.results import StudyFolder, StudyRecord
+from study.storage import Storage
+from tests.standins import launch_args, sleeping
+
+# Four arrhythmia cells and their transfer cells; seq's trials all fail. The RNNs' epochs take longer, so the cnet
+# source finishes while their arrhythmia cells still run.
+FLAGS = ["--profile", "smoke", "--tasks", "arrhythmia,mi", "--models", "cnet,seq,bilstm,bigru", "--oversample", "none",
+         "--inits", "transfer", "--samples", "2", "--max-epochs", "4", "--limit", "200", "--seeds", "2",
+         "--name", "schedule"]
+SECONDS = {"cnet": 0.3, "seq": 0.3, "bilstm": 0.9, "bigru": 0.9}
+FAILING = ("arrhythmia-seq-none-scratch",)
+
+
+@pytest.fixture(scope="module")
+def schedule(tmp_path_factory):
+    """The study run once: (its folder, exit code, what it printed)."""
+    import ray
+
+    root = tmp_path_factory.mktemp("schedule")
+    args = launch_args(*FLAGS, "--input", root / "input", "--results", root / "results")
+    ray.init(address="local", num_cpus=4, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    import contextlib
+    import io
+
+    out, err = io.StringIO(), io.StringIO()
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = run_launch(args, trainable=sleeping(SECONDS, failing=FAILING))
+    finally:
+        ray.shutdown()
+    return root / "results" / "schedule", code, out.getvalue() + err.getvalue()
+
+
+def intervals(study: Path) -> dict[str, list[tuple[float, float]]]:
+    """Each cell's trials (search and seed runs) as (start, end) in unix seconds."""
+    out = {}
+    for path in (study / "cells").glob("*.json"):
+        cell = json.loads(path.read_text())
+        out[path.stem] = [(run["ran"]["started_at"], run["ran"]["finished_at"])
+                          for run in cell["trials"] + cell["seeds"]]
+    return out
+
+
+def test_trials_of_three_cells_run_at_once(schedule):
+    study, _, log = schedule
+    runs = intervals(study)
+    most = max(sum(any(start <= t < end for start, end in spans) for spans in runs.values())
+               for t in {start for spans in runs.values() for start, _ in spans})
+    assert most >= 3, (runs, log)
+
+
+def test_a_transfer_cell_starts_once_its_source_is_written_and_before_the_other_sources_end(schedule):
+    study, _, log = schedule
+    runs = intervals(study)
+    source_written = (study / "cells" / "arrhythmia-cnet-none-scratch.json").stat().st_mtime
+    transfer_start = min(start for start, _ in runs["mi-cnet-none-transfer"])
+    other_source_end = max(end for _, end in runs["arrhythmia-bilstm-none-scratch"])
+    assert source_written <= transfer_start < other_source_end, (runs, log)
+    transfer = StudyFolder(Storage.at(study)).read_cell("mi-cnet-none-transfer")
+    assert transfer.cell.transfer_source == str(study / "checkpoints" / "arrhythmia-cnet-none-scratch" / "seed0"
+                                                / "best.pt")
+
+
+def test_a_cell_whose_trials_all_fail_stops_only_itself_and_its_transfer_cell(schedule):
+    study, code, log = schedule
+    assert code == 1, log
+    assert sorted(p.stem for p in (study / "cells").glob("*.json")) == [
+        "arrhythmia-bigru-none-scratch", "arrhythmia-bilstm-none-scratch", "arrhythmia-cnet-none-scratch",
+        "mi-bigru-none-transfer", "mi-bilstm-none-transfer", "mi-cnet-none-transfer"]
+    last = log.strip().splitlines()[-1]
+    assert last.startswith("error: 2 cell(s) of study 'schedule' did not finish: arrhythmia-seq-none-scratch: every "
+                           "search trial failed; the first error: arrhythmia-seq-none-scratch cannot "
+                           "train"), last
+    assert "mi-seq-none-transfer: its source cell arrhythmia-seq-none-scratch failed" in last, last
+    assert last.endswith("Fix that and run the same command to continue them: python -m study launch "
+                         + " ".join(FLAGS[:1]) + " " + " ".join(FLAGS[1:]) + f" --input {study.parent.parent / 'input'}"
+                         f" --results {study.parent}"), last
+    record = StudyRecord.from_json(json.loads((study / "study.json").read_text()), "study.json")
+    assert [(f.cell_id, f.blocked_by) for f in record.failures] == [
+        ("arrhythmia-seq-none-scratch", None), ("mi-seq-none-transfer", "arrhythmia-seq-none-scratch")]
