@@ -45,7 +45,7 @@ def _launch(work: Path, name: str, flags: list[str]) -> tuple[subprocess.Popen, 
 
 
 def _reports(study: Path) -> pd.Series:
-    """Every trial report's unix time, over all of the study's Tune experiments."""
+    """Every trial report's unix time, over the study's Tune experiment."""
     frames = [pd.read_csv(p) for p in study.glob("tune/*/trial_*/progress.csv") if p.stat().st_size]
     times = [f["reported_at"] for f in frames if "reported_at" in f]
     return pd.concat(times) if times else pd.Series(dtype=float)
@@ -54,10 +54,10 @@ def _reports(study: Path) -> pd.Series:
 def resume_cost(work: Path) -> dict:
     study = work / "results" / "resume"
     fresh, fresh_started = _launch(work, "resume", RESUME_FLAGS)
-    second = study / "tune" / "arrhythmia-cnet-smote-scratch-search"
     deadline = time.time() + 900
-    while time.time() < deadline and fresh.poll() is None:  # until the second cell's search has reported
-        if any(p.stat().st_size for p in second.glob("trial_*/progress.csv")):
+    while time.time() < deadline and fresh.poll() is None:  # until a trial of the second cell has reported
+        if any(p.stat().st_size and '"arrhythmia-cnet-smote-scratch"' in (p.parent / "params.json").read_text()
+               for p in study.glob("tune/study/trial_*/progress.csv") if (p.parent / "params.json").exists()):
             break
         time.sleep(0.2)
     else:
