@@ -310,13 +310,14 @@ def test_a_restored_scheduler_replays_its_rungs_and_holds_undecided_trials(tmp_p
         trial.status = Trial.PENDING
         restored.on_trial_add(controller, trial)
     assert [t.status for t in controller.trials] == [Trial.PAUSED, Trial.PAUSED, Trial.PENDING, Trial.PENDING]
-    assert restored.choose_trial_to_run(controller) is first_again  # pending trials first, in proposal order
+    # `undecided` is compared with the first trial's epoch 2, on record from before the kill: 0.95 >= 0.9, go on.
+    # A paused trial free to go on is chosen before pending ones (Tune starts those by itself).
+    assert restored.choose_trial_to_run(controller) is undecided
+    assert json.loads(path.read_text())["trials"]["c"]["2"] == {"value": 0.95, "stop": False}
     assert second_again.status == Trial.TERMINATED  # stopped before the kill: stopped again, not trained on
     assert controller.told["b"]["val_metric"] == 0.2
-    # `undecided` is compared with the first trial's epoch 2, on record from before the kill: 0.95 >= 0.9, go on.
-    assert json.loads(path.read_text())["trials"]["c"]["2"] == {"value": 0.95, "stop": False}
-    first_again.status = between.status = Trial.RUNNING
-    assert restored.choose_trial_to_run(controller) is undecided
+    undecided.status = Trial.PENDING  # what Tune does with the trial chosen
+    assert restored.choose_trial_to_run(controller) is first_again  # then the pending ones, in proposal order
     assert report(restored, controller, first_again, 2, 0.9) == TrialScheduler.CONTINUE  # the decision replayed
 
 

@@ -174,12 +174,15 @@ class StudyASHA(FIFOScheduler):
         self._settle(tune_controller)
         trials = sorted(tune_controller.get_trials(),
                         key=lambda t: (searcher.rank(t.config.get("cell")), proposal_order(t)))
-        for trial in trials:
-            if trial.status == Trial.PENDING:
-                return trial
+        # A paused trial goes on only when chosen here, one a step; Tune starts PENDING trials by itself. So a
+        # trial free to leave its rung comes first: choosing a PENDING one (which waits for its worker) would keep
+        # every paused trial waiting behind it.
         for trial in trials:
             if trial.status == Trial.PAUSED and self._held_at(trial) is None:
                 searcher.resumed(trial.trial_id)
+                return trial
+        for trial in trials:
+            if trial.status == Trial.PENDING:
                 return trial
         return None
 
