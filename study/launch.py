@@ -12,12 +12,13 @@ same command continues where it stopped.
 """
 
 import argparse
+import json
 import shlex
 import signal
 import sys
 import threading
 import time
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 from data.files import is_temporary
@@ -74,15 +75,15 @@ class StudyData:
         return {key: ray.put(data) for key, data in self.sets.items()}
 
 
-def cell_spec(cell: Cell, plan: StudyPlan, data):
+def cell_spec(cell: Cell, plan: StudyPlan, data: StudyData):
     """What the searcher proposes for a cell; a transfer cell's ``init`` comes from its source cell's result."""
     from study.tune.cells import CellSpec, cell_seed
 
     trial = TrialConfig(task=cell.task, model=cell.model, oversample=plan.oversample_method(cell),
                         transfer_mode=plan.transfer_mode, epochs=plan.max_epochs[cell.task], seed=plan.search_seed,
                         data_seed=plan.data_seed, limit=plan.limit, patience=plan.patience)
-    train = len(data.train.y)
-    return CellSpec(cell_id=cell.cell_id, data=f"{cell.task}/{plan.oversample_method(cell)}", trial=trial.to_dict(),
+    train = len(data.of(cell).train.y)
+    return CellSpec(cell_id=cell.cell_id, data=data.key(cell), trial=trial.to_dict(),
                     source=cell.source.cell_id if cell.source else None, samples=plan.samples, seeds=plan.seeds,
                     batch_sizes=tuple(b for b in BATCH_SIZES if b <= train) or (train,),
                     optuna_seed=cell_seed(plan.search_seed, cell.cell_id), train_beats=train)
@@ -118,7 +119,7 @@ def run_launch(args: argparse.Namespace, trainable=None) -> int:
     done = {c.cell_id: r for c in cells if (r := folder.read_cell(c)) is not None}
     todo = [c for c in cells if c.cell_id not in done]
     data = StudyData(plan)
-    specs = [cell_spec(c, plan, data.of(c)) for c in todo]
+    specs = [cell_spec(c, plan, data) for c in todo]
     source = "demo data" if plan.demo else f"the CSVs in {plan.input}"
     print(f"Study {plan.name!r} ({plan.profile}): {len(todo)} of {len(cells)} cells to run on {source}, "
           f"{plan.samples} samples a cell, {len(plan.seeds)} seed(s), {slots} trials at once"
@@ -126,7 +127,7 @@ def run_launch(args: argparse.Namespace, trainable=None) -> int:
           flush=True)
     for cell_id in done:
         print(f"{cell_id}: done earlier, kept", flush=True)
-    record = _study_record(plan, cells, data, saved, failures=())
+    record = _study_record(plan, cells, data, saved)
     folder.write_study(record)
     started = time.perf_counter()
     failures = _run_cells(args, plan, folder, specs, done, data, slots, trainable) if specs else []
@@ -176,7 +177,7 @@ def _run_cells(args, plan: StudyPlan, folder: StudyFolder, specs: list, done: di
         scheduler=StudyASHA(grace_period=plan.grace_period, reduction_factor=2),
         num_samples=-1, trial_dirname_creator=_trial_dirname,
         # On this machine's own Ray a worker process goes from trial to trial: no new process and no torch
-        # import each time (the smoke study runs in a seventh of the time). Not on a cluster: a cached worker
+        # import each time (the smoke study: 75 s, bench/RESULTS.md "launch"). Not on a cluster: a cached worker
         # of a node that is gone fails the trial handed to it, where a new worker retries it elsewhere.
         reuse_actors=cluster.own_ray(args))
     bound = tune.with_resources(tune.with_parameters(trainable or study_trainable, datasets=data.refs()),
@@ -239,14 +240,11 @@ def _command(args) -> str:
     return "python -m study " + " ".join(shlex.quote(str(a)) for a in getattr(args, "argv", None) or ["launch"])
 
 
-def _study_record(plan: StudyPlan, cells: list[Cell], data: StudyData, saved, failures) -> StudyRecord:
-    import json
-    from dataclasses import asdict
-
+def _study_record(plan: StudyPlan, cells: list[Cell], data: StudyData, saved) -> StudyRecord:
     return StudyRecord(name=plan.name, profile=plan.profile, smote_method=plan.smote_method,
                        cells=tuple(c.cell_id for c in cells), seed=plan.search_seed,
                        data=_data_record(plan, data, saved), created=plan.created,
-                       plan=json.loads(json.dumps(asdict(plan))), failures=tuple(failures))
+                       plan=json.loads(json.dumps(asdict(plan))))
 
 
 def _data_record(plan: StudyPlan, data: StudyData, saved) -> dict:

@@ -88,6 +88,9 @@ def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, class_names: 
     return metrics
 
 
+SELECTION_NAME = {"arrhythmia": "macro F1", "mi": "F1 of MI"}  # selection_key's metric, as tables name it
+
+
 def selection_key(task: str) -> str:
     """The metric that selects epochs, trials and hyperparameters (and that a cell is judged by on test):
     macro F1 for arrhythmia, F1 of the MI class for MI."""

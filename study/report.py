@@ -30,7 +30,7 @@ from tabulate import tabulate
 from data.constants import ARRHYTHMIA_CLASSES, MI_CLASSES, TASKS
 from data.files import atomic_write, write_text
 from study.grid import CELL_OVERSAMPLING, INITS, MODELS, make_grid
-from study.metrics import harmonic_mean, selection_key
+from study.metrics import SELECTION_NAME, harmonic_mean, selection_key
 from study.storage import LocalStorage, Storage, is_uri
 
 # Format version 2 (study/results.py) and the version 1 of studies run one Tuner a cell, with manifest.json.
@@ -48,7 +48,6 @@ UNREADABLE = "unreadable (see Problems)"
 NOT_PLANNED = "not in this study"
 NOT_RUN = "not run by original"
 
-MAIN_METRIC_NAME = {"arrhythmia": "macro F1", "mi": "F1 of MI"}
 
 
 def full_grid() -> list[str]:
@@ -547,13 +546,13 @@ def cells_table(study: Study) -> Table:
             # The status stands where the test figure would; a cell whose search finished but has no seed
             # result yet still shows what the search chose.
             searched = c.status == NO_RESULT and c.lr is not None
-            rows.append(tuple(head + [None, MAIN_METRIC_NAME.get(c.task), None, c.status, None, None]
+            rows.append(tuple(head + [None, SELECTION_NAME.get(c.task), None, c.status, None, None]
                               + ([_lr(c.lr), c.batch_size] if searched else [None, None]) + [None, None]
                               + ([c.trials_run, c.trials_stopped_early] if searched else [None, None])
                               + [_duration(c.wall_time_s) if searched and c.wall_time_s is not None else None]))
             continue
         rows.append(tuple(head + [
-            c.val.n, MAIN_METRIC_NAME[c.task], c.val, c.main, c.test["accuracy"],
+            c.val.n, SELECTION_NAME[c.task], c.val, c.main, c.test["accuracy"],
             c.test.get("auroc"),
             _lr(c.lr), c.batch_size, _span(c.epochs_run), _span(c.best_epochs),
             c.trials_run, c.trials_stopped_early,
@@ -584,7 +583,7 @@ def published_table(study: Study, published: dict) -> Table:
         original = published.get((c.model, c.oversample, c.task, c.init, key_class))
         # The original's printed "overall" F1 is the mean of its per-class F1s (it matches to 5 decimals in all
         # 8 arrhythmia rows), i.e. macro F1, not the harmonic mean of its macro P and R: compare like with like.
-        figure = "F1 of MI" if c.task == "mi" else "macro F1"
+        figure = SELECTION_NAME[c.task]
         ours = c.main if c.ok else c.status
         theirs = original["f1"] if original else NOT_RUN
         diff = _delta(ours.mean - theirs) if c.ok and original else None
@@ -641,7 +640,7 @@ def _pts(value: float) -> str:
 
 
 def _best_findings(study: Study, task: str) -> list[str]:
-    name = MAIN_METRIC_NAME[task]
+    name = SELECTION_NAME[task]
     ok = [c for c in study.cells if c.task == task and c.ok]
     title = "Arrhythmia" if task == "arrhythmia" else "MI"
     if not ok:
@@ -893,7 +892,7 @@ def plot_val_curves(study: Study, path: Path) -> Path:
                         marker=".", label=f"{cell.method} / {cell.init}")
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             ax.set_xlabel("epoch")
-            ax.set_ylabel(f"val {MAIN_METRIC_NAME[task]} (%)")
+            ax.set_ylabel(f"val {SELECTION_NAME[task]} (%)")
             ax.legend(fontsize=7)
     return _save(fig, path)
 
@@ -940,7 +939,7 @@ def plot_trials(study: Study, task: str, path: Path) -> Path:
             ax.set_ylabel("batch size")
     if mappable is not None:
         fig.legend(list(handles.values()), list(handles), loc="outside lower center", ncols=3, fontsize=8)
-        fig.colorbar(mappable, ax=axes, label=f"val {MAIN_METRIC_NAME[task]} (%)", shrink=0.8)
+        fig.colorbar(mappable, ax=axes, label=f"val {SELECTION_NAME[task]} (%)", shrink=0.8)
     return _save(fig, path)
 
 

@@ -179,8 +179,8 @@ class FakeSearcher:
     def is_current(self, trial) -> bool:
         return True
 
-    def rank(self, cell_id) -> tuple:
-        return (0,)
+    def ranks(self) -> dict:
+        return {}  # no cell goes before another
 
     def paused(self, trial_id) -> None:
         self.held.add(trial_id)
@@ -342,7 +342,7 @@ args = launch_args("--profile", "smoke", "--input", folder / "input", "--results
 # The cell's first three proposals, as its searcher will make them: trial i is the one with the i-th learning rate.
 plan = resolve_plan(args)
 cell = Cell.from_id("arrhythmia-cnet-none-scratch")
-spec = cell_spec(cell, plan, StudyData(plan).of(cell))
+spec = cell_spec(cell, plan, StudyData(plan))
 search = OptunaCell(spec.batch_sizes, spec.optuna_seed)
 LRS = [search.ask(str(i))["lr"] for i in range(3)]
 DELAY, VALUE = (0.5, 0.1, 0.1), (0.5, 0.1, 0.9)  # seconds an epoch, and the metric, of trials 0, 1, 2

@@ -36,7 +36,7 @@ class FakeRecorder:
                             "boom" if t.status == Trial.ERROR else None, Whereabouts(None, None, (), ()))
                 for t in sorted(trials, key=lambda t: int(t.experiment_tag.split("_")[0]))]
 
-    def write_cell(self, cell, trials, chosen, errors):
+    def write_cell(self, cell, trials, chosen, errors, searched=None):
         self.written.append(cell.cell_id)
         return SimpleNamespace(cell_id=cell.cell_id, best_checkpoint=f"/ckpt/{cell.cell_id}/best.pt")
 

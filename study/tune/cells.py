@@ -80,7 +80,7 @@ class Launch:
     max_cells: int | None = None
     grace_period: int = 1
     rungs: tuple | None = None  # (Storage, file) of the scheduler's rung decisions
-    searcher: "StudySearch | None" = None  # the searcher Tune runs (restored from its pickle after a kill)
+    searcher: object = None  # the StudySearch Tune runs (restored from its pickle after a kill)
     # A write of the study's own that failed (a full disk, a read-only folder): the run ends with it. Tune catches
     # what its callbacks raise, so it is kept here and raised from the next call whose exception ends Tune's loop.
     fatal: BaseException | None = None
@@ -134,6 +134,7 @@ class CellProgress:
     failed_seeds: dict[int, str] = field(default_factory=dict)  # seed -> its error, until it is proposed again
     resumed: set[str] = field(default_factory=set)  # seed runs an earlier launch left unfinished
     chosen: dict | None = None  # {"lr", "batch_size"}
+    searched: list | None = None  # the search trials' records (records.SearchTrial), once its search has ended
     init: str | None = None  # a transfer cell's source checkpoint, once its source's result is written
     done: bool = False
     failure: str | None = None

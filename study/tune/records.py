@@ -10,6 +10,7 @@ import json
 import re
 import time
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -18,16 +19,13 @@ from ray import cloudpickle
 from ray.tune.experiment import Trial
 
 from study.grid import Cell
-from study.metrics import selection_key
+from study.metrics import SELECTION_NAME, selection_key
 from study.results import (CellInfo, CellResult, CurvePoint, SearchTrial, SeedRun, StudyFolder, Whereabouts,
                            seed_folder)
 from study.config import BEST_FILE, EPOCHS_FILE, FINAL_FILE
 from study.tune.restore import WholeFileHandler
 from study.tune.cells import CellSpec, proposal_order
 from study.tune.trainable import ATTEMPTS_FILE
-
-MAIN_METRIC = {"arrhythmia": "macro F1", "mi": "F1 of MI"}
-
 
 def _read(checkpoint, name: str) -> bytes | None:
     """A file of a Tune checkpoint, in one request from its file system (local, NFS or s3:// alike)."""
@@ -93,10 +91,13 @@ class Recorder:
                                    error=error, ran=whereabouts(trial)))
         return out
 
-    def write_cell(self, spec: CellSpec, trials: list[Trial], chosen: dict, errors: dict[str, str]) -> CellResult:
+    def write_cell(self, spec: CellSpec, trials: list[Trial], chosen: dict, errors: dict[str, str],
+                   searched: list[SearchTrial] | None = None) -> CellResult:
+        """The cell's result, written; ``searched``: its search trials' records if read already (when its search
+        ended in this launch)."""
         search = [t for t in trials if t.config["phase"] == "search"]
         finals = sorted((t for t in trials if t.config["phase"] == "final"), key=lambda t: t.config["trial"]["seed"])
-        searched = self.search_trials(spec, search, errors)
+        searched = searched if searched is not None else self.search_trials(spec, search, errors)
         chosen_trial = self.choose(searched)  # None only where the search trials' checkpoints went missing
         best = next((t for t in search if chosen_trial is not None and t.trial_id == chosen_trial.trial_id), None)
         frame = epochs_of(best) if best is not None else None
@@ -109,7 +110,7 @@ class Recorder:
         info = self.infos[spec.cell_id]
         result = CellResult(
             study=self.study, cell_id=spec.cell_id,
-            cell=CellInfo(**{**info.__dict__, "transfer_source": transfer}),
+            cell=replace(info, transfer_source=transfer),
             selection_metric=Cell.from_id(spec.cell_id).selection_metric, best_config=dict(chosen),
             trials=tuple(searched),
             best_trial_curve=tuple(CurvePoint(int(r.epoch), float(r.train_loss), float(r.val_metric)) for r in curve),
@@ -140,7 +141,7 @@ class Recorder:
         task = result.cell.task
         return (f"done in {result.wall_time_s:.0f} s: {result.selection_metric} "
                 f"{result.best_seed.val[selection_key(task)]:.4f} (lr {result.best_config['lr']:.2g}, batch "
-                f"{result.best_config['batch_size']}), test {MAIN_METRIC[task]} {result.test_mean():.4f} over "
+                f"{result.best_config['batch_size']}), test {SELECTION_NAME[task]} {result.test_mean():.4f} over "
                 f"{len(result.seeds)} seed(s)")
 
 

@@ -7,6 +7,7 @@ seeds give the same trials.
 """
 
 import io
+import json
 import os
 import pickle
 from contextlib import contextmanager
@@ -30,8 +31,6 @@ def tune_storage(store: Storage) -> tuple[str, object]:
 def unrestorable(experiment: Storage) -> str | None:
     """Why Tune could not restore the interrupted run in ``experiment``, or None when it can: the Tuner, the
     newest experiment state (the trials) and the newest search state (the experiment's spec) must read back."""
-    import json
-
     from ray import cloudpickle
 
     names = experiment.list("")

@@ -13,6 +13,8 @@ and frees its slot for any cell's trial) until the answer is known. Seed runs ar
 decision is written to a JSON file, so a restored experiment replays them.
 """
 
+import math
+
 import numpy as np
 from ray.tune.experiment import Trial
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
@@ -172,8 +174,9 @@ class StudyASHA(FIFOScheduler):
         searcher = tune_controller.search_alg.searcher
         searcher.launch.raise_fatal()  # raised here, it ends Tune's loop (see Launch.fatal)
         self._settle(tune_controller)
+        ranks = searcher.ranks()
         trials = sorted(tune_controller.get_trials(),
-                        key=lambda t: (searcher.rank(t.config.get("cell")), proposal_order(t)))
+                        key=lambda t: (ranks.get(t.config.get("cell"), (0, math.inf)), proposal_order(t)))
         # A paused trial goes on only when chosen here, one a step; Tune starts PENDING trials by itself. So a
         # trial free to leave its rung comes first: choosing a PENDING one (which waits for its worker) would keep
         # every paused trial waiting behind it.

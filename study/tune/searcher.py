@@ -22,6 +22,7 @@ import math
 from ray.tune.experiment import Trial
 from ray.tune.search import SearchGenerator, Searcher
 
+from study.metrics import SELECTION_NAME
 from study.tune.cells import METRIC, CellProgress, Launch, OptunaCell, current_launch, proposal_number, proposal_order
 
 class StudySearch(Searcher):
@@ -59,16 +60,16 @@ class StudySearch(Searcher):
         self.cells
         return self._state["trials"]
 
-    def rank(self, cell_id: str) -> tuple:
-        """Which cell goes first: the longest chain of cells still to run through it, then the grid's order."""
+    def ranks(self) -> dict[str, tuple]:
+        """Which cell goes first (the smaller rank): the longest chain of cells still to run through it, then the
+        grid's order. Cells this launch does not run are not in it."""
         cells = self.cells
-        order = list(cells)
 
         def chain(cid: str) -> int:
             return 1 + max((chain(o.spec.cell_id) for o in cells.values() if o.spec.source == cid and not o.over),
                            default=0)
 
-        return (-chain(cell_id), order.index(cell_id)) if cell_id in cells else (0, math.inf)
+        return {cell_id: (-chain(cell_id), index) for index, cell_id in enumerate(cells)}
 
     # -------------------------------------------------------------------------------------------- Tune's calls
 
@@ -81,7 +82,8 @@ class StudySearch(Searcher):
         if len(self._state["live"] - self._state["paused"]) >= launch.max_concurrent:
             return None
         in_progress = sum(c.started and not c.over for c in cells.values())
-        for cell_id in sorted(cells, key=self.rank):
+        ranks = self.ranks()
+        for cell_id in sorted(cells, key=ranks.get):
             progress = cells[cell_id]
             if not progress.started and launch.max_cells and in_progress >= launch.max_cells:
                 continue
@@ -104,8 +106,9 @@ class StudySearch(Searcher):
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         """A trial that ended well the scheduler has told of already (``finish``, with the trial); one that
         failed for good is told here, after the scheduler handed it over (``failing``)."""
-        failing = self.cells and self._state["failing"].pop(trial_id, None)
-        if error and failing:
+        self.cells
+        failing = self._state["failing"].pop(trial_id, None)
+        if error and failing is not None:
             trial, text, trials = failing
             self.finish(trial, result, text, trials)
 
@@ -217,13 +220,14 @@ class StudySearch(Searcher):
         recorder = self.launch.recorder
         searched = recorder.search_trials(spec, [t for t in trials if t.trial_id in progress.search], progress.errors)
         best = recorder.choose(searched)
+        progress.searched = searched
         if best is None:
             first = next((t.error for t in searched if t.error), None) or "none recorded"
             self._fail(progress, f"every search trial failed; the first error: {first}")
             return
         progress.chosen = {"lr": best.lr, "batch_size": best.batch_size}
         self.launch.notify(spec.cell_id, f"configuration chosen: lr {best.lr:.2g}, batch {best.batch_size} "
-                                         f"({spec.trial['task'] == 'mi' and 'F1 of MI' or 'macro F1'} "
+                                         f"({SELECTION_NAME[spec.trial['task']]} "
                                          f"{best.val_metric:.4f} on validation)")
 
     def _after_seed_run(self, progress: CellProgress, trials: list[Trial]) -> None:
@@ -235,7 +239,7 @@ class StudySearch(Searcher):
             self._fail(progress, f"the seed {seed} run failed: {error}")
             return
         cell_trials = [t for t in trials if t.trial_id in progress.search or t.trial_id in progress.seeds.values()]
-        result = self.launch.recorder.write_cell(spec, cell_trials, progress.chosen, progress.errors)
+        result = self.launch.recorder.write_cell(spec, cell_trials, progress.chosen, progress.errors, progress.searched)
         progress.done = True
         self.launch.done[spec.cell_id] = result
         self.launch.notify(spec.cell_id, self.launch.recorder.done_line(result))
@@ -270,7 +274,8 @@ class StudySearch(Searcher):
             self._state["adopted"].append(trial)
 
     def _take_back_adopted(self) -> None:
-        self.cells
+        if not self.cells or not self._state["adopted"]:  # every scheduler call asks: nothing to take back, mostly
+            return
         trials, self._state["adopted"] = sorted(self._state["adopted"], key=proposal_order), []
         for cell_id, progress in self.cells.items():
             mine = [t for t in trials if t.config.get("cell") == cell_id]
@@ -303,13 +308,11 @@ class StudySearch(Searcher):
                         self._state["paused"].add(t.trial_id)
                     if self._trials[t.trial_id][1] == "final":
                         progress.resumed.add(t.trial_id)
-        if trials:
-            # The replay may find a search or a cell that ended before the kill; decide them now.
-            everything = trials
-            for progress in self.cells.values():
-                if progress.chosen is None:
-                    self._after_search_trial(progress, everything)
-                self._after_seed_run(progress, everything)
+        # The replay may find a search or a cell that ended before the kill; decide them now.
+        for progress in self.cells.values():
+            if progress.chosen is None:
+                self._after_search_trial(progress, trials)
+            self._after_seed_run(progress, trials)
 
 
 class StudySearchGenerator(SearchGenerator):
