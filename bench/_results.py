@@ -60,3 +60,16 @@ def write_section(name: str, body: str) -> None:
     tmp = RESULTS.with_suffix(".md.tmp")
     tmp.write_text(text)
     tmp.replace(RESULTS)
+
+
+def trainable_seconds(study: Path) -> float:
+    """Seconds a study's trials spent inside their trainables (Tune's time_total_s of each trial's last result:
+    a paused trial's wait and a trial's start and end are not in it)."""
+    import pandas as pd
+
+    busy = 0.0
+    for progress in Path(study).glob("tune/study/trial_*/progress.csv"):
+        frame = pd.read_csv(progress)
+        if "time_total_s" in frame:
+            busy += float(frame["time_total_s"].max())
+    return busy

@@ -33,7 +33,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench._results import write_section
+from bench._results import trainable_seconds, write_section
 
 TRAIN_BEATS = {("arrhythmia", "none"): 78_798, ("arrhythmia", "smote-tomek"): 326_110,
                ("mi", "none"): 10_477, ("mi", "smote-tomek"): 15_128}
@@ -101,11 +101,9 @@ def measure(study: Path, slots: int, seconds, wall: float) -> dict:
         chains[cell_id] = epoch * (max(t["epochs"] for t in cell["trials"]) + EPOCHS[task])
     chain = max(chains[c] + (chains.get(f"mi-{c.split('-', 1)[1].rsplit('-', 1)[0]}-transfer", 0)
                              if c.startswith("arrhythmia") else 0) for c in chains)
-    busy = wait = 0.0
+    busy, wait = trainable_seconds(study), 0.0
     for progress in glob.glob(str(study / "tune" / "study" / "trial_*" / "progress.csv")):
         frame = pd.read_csv(progress)
-        if "time_total_s" in frame:
-            busy += float(frame["time_total_s"].max())
         if "report_wait_s" in frame:
             wait += float(frame["report_wait_s"].fillna(0).sum())
     makespan = max(ends) - min(starts)

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from data.files import is_temporary
 from study.config import TrialConfig
-from study.grid import BATCH_SIZES, Cell
+from study.grid import Cell
 from study.plan import StudyPlan, check_same_plan, resolve_plan, task_input
 from study.results import EXPERIMENT, RUNGS_FILE, CellFailure, CellInfo, StudyFolder, StudyRecord
 from study.storage import LocalStorage, Storage, is_uri
@@ -47,7 +47,8 @@ class StudyData:
         self.fingerprints: dict[str, str] = {}  # "task-method" -> data fingerprint
 
     def key(self, cell: Cell) -> str:
-        return f"{cell.task}/{self.plan.oversample_method(cell)}"
+        limit = self.plan.limit_of(cell)
+        return f"{cell.task}/{self.plan.oversample_method(cell)}" + (f"/{limit}" if limit is not None else "")
 
     def input_dir(self, task: str) -> Path:
         if not self.plan.demo:
@@ -61,12 +62,12 @@ class StudyData:
         if key not in self.sets:
             from data import prepare_task
 
-            method = self.plan.oversample_method(cell)
+            method, limit = self.plan.oversample_method(cell), self.plan.limit_of(cell)
             data = prepare_task(cell.task, self.input_dir(cell.task), seed=self.plan.data_seed, oversample=method,
-                                limit=self.plan.limit)
+                                limit=limit)
             self.sets[key] = data
             self.sources[cell.task] = data.source
-            self.fingerprints[f"{cell.task}-{method}"] = data.fingerprint
+            self.fingerprints[key.replace("/", "-")] = data.fingerprint
         return self.sets[key]
 
     def refs(self) -> dict:
@@ -80,13 +81,14 @@ def cell_spec(cell: Cell, plan: StudyPlan, data: StudyData):
     from study.tune.cells import CellSpec, cell_seed
 
     trial = TrialConfig(task=cell.task, model=cell.model, oversample=plan.oversample_method(cell),
-                        transfer_mode=plan.transfer_mode, epochs=plan.max_epochs[cell.task], seed=plan.search_seed,
-                        data_seed=plan.data_seed, limit=plan.limit, patience=plan.patience)
+                        transfer_mode=plan.transfer_mode, epochs=plan.epochs(cell), seed=plan.search_seed,
+                        data_seed=plan.data_seed, limit=plan.limit_of(cell), patience=plan.patience)
     train = len(data.of(cell).train.y)
     return CellSpec(cell_id=cell.cell_id, data=data.key(cell), trial=trial.to_dict(),
                     source=cell.source.cell_id if cell.source else None, samples=plan.samples, seeds=plan.seeds,
-                    batch_sizes=tuple(b for b in BATCH_SIZES if b <= train) or (train,),
-                    optuna_seed=cell_seed(plan.search_seed, cell.cell_id), train_beats=train)
+                    batch_sizes=tuple(b for b in plan.batch_sizes if b <= train) or (train,),
+                    optuna_seed=cell_seed(plan.search_seed, cell.cell_id), train_beats=train,
+                    lr_range=tuple(plan.lr_range))
 
 
 def cell_info(cell: Cell, plan: StudyPlan) -> CellInfo:
@@ -251,7 +253,7 @@ def _data_record(plan: StudyPlan, data: StudyData, saved) -> dict:
     """What each data set the study loaded was (kaggle, demo, a PhysioNet split ...); earlier launches' too."""
     record = dict(saved.data) if saved else {}
     record.update({"source": "demo" if plan.demo else record.get("source", "input"), "input": plan.input,
-                   "limit": plan.limit})
+                   "limit": plan.limit, "model_limits": {m: b["limit"] for m, b in plan.budgets.items() if "limit" in b}})
     record["sources"] = {**record.get("sources", {}), **data.sources}
     record["fingerprints"] = {**record.get("fingerprints", {}), **data.fingerprints}
     if record["sources"]:

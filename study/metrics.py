@@ -112,3 +112,11 @@ def flat_metrics(metrics: dict, prefix: str) -> dict:
         elif key != "confusion_matrix" and value is not None:
             flat[f"{prefix}_{key}"] = value
     return flat
+
+
+def one_class_value(support, task: str, class_names: tuple[str, ...]) -> float:
+    """The best selection value a classifier that gives every beat one class scores, on beats of these per-class
+    counts: what a model must beat to have learned anything (for MI: call every beat MI)."""
+    y_true = np.repeat(np.arange(len(support)), np.asarray(support, dtype=np.int64))
+    return max(selection_value(classification_metrics(y_true, np.full_like(y_true, c), class_names), task)
+               for c in range(len(class_names)))

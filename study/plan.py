@@ -6,12 +6,12 @@
 import argparse
 import json
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from datetime import datetime, timezone
 from pathlib import Path
 
 from data.constants import TASKS
-from study.grid import CELL_OVERSAMPLING, INITS, MODELS, PROFILES, SMOTE_METHODS, Cell, make_grid
+from study.grid import BATCH_SIZES, CELL_OVERSAMPLING, LR_RANGE, INITS, MODELS, PROFILES, SMOTE_METHODS, Cell, make_grid
 
 
 @dataclass(frozen=True)
@@ -37,11 +37,22 @@ class StudyPlan:
     gpus_per_trial: float
     max_concurrent: int | None
     transfer_mode: str = "frozen"
+    batch_sizes: tuple[int, ...] = BATCH_SIZES
+    lr_range: tuple[float, float] = LR_RANGE
+    budgets: dict = field(default_factory=dict)  # model -> {"max_epochs": ..., "limit": ...}: its own budget
     split: str = "kaggle"  # arrhythmia beats: the Kaggle CSVs, or a PhysioNet build (intra / inter-patient)
     created: str = field(default="", compare=False)
 
     def oversample_method(self, cell: Cell) -> str:
         return self.smote_method if cell.oversample == "smote" else "none"
+
+    def epochs(self, cell: Cell) -> int:
+        """Successive halving's maximum epochs for the cell's trials (their seed runs train as long)."""
+        return self.budgets.get(cell.model, {}).get("max_epochs", self.max_epochs)[cell.task]
+
+    def limit_of(self, cell: Cell) -> int | None:
+        """Beats kept of each CSV for the cell's model (None: all)."""
+        return self.budgets.get(cell.model, {}).get("limit", self.limit)
 
 
 def resolve_plan(args: argparse.Namespace) -> StudyPlan:
@@ -62,6 +73,13 @@ def resolve_plan(args: argparse.Namespace) -> StudyPlan:
         raise ValueError(f"{args.input} lacks the Kaggle CSVs for this study; put them there "
                          "(python -m data.download) or drop --no-demo to use demo data.")
     demo = bool(args.demo) or not real
+    # A flag the user gives sets every model's budget: the profile's per-model budgets give way to it, and a
+    # profile's limits apply to demo data only.
+    overridden = {"max_epochs": bool(args.max_epochs), "limit": args.limit is not None or not demo}
+    budgets = {model: {key: value for key, value in budget.items() if not overridden[key]}
+               for model, budget in profile.models.items() if model in args.models}
+    budgets = {model: budget for model, budget in budgets.items() if budget}
+    all_epochs = [*max_epochs.values(), *(e for b in budgets.values() for e in b.get("max_epochs", {}).values())]
     if demo and args.split != "kaggle":
         raise ValueError(f"--split {args.split} needs the MI task's CSVs in {args.input} too (demo data has no "
                          "inter- or intra-patient split); or run --tasks arrhythmia.")
@@ -72,13 +90,13 @@ def resolve_plan(args: argparse.Namespace) -> StudyPlan:
     return StudyPlan(
         name=name, profile=args.profile, cells=tuple(c.cell_id for c in cells),
         samples=args.samples or profile.samples, max_epochs=max_epochs,
-        seeds=tuple(range(args.seed, args.seed + seeds)), grace_period=min(grace, *max_epochs.values()),
-        patience=profile.patience, smote_method=args.smote_method, input=str(args.input), demo=demo,
+        seeds=tuple(range(args.seed, args.seed + seeds)), grace_period=min(grace, *all_epochs), patience=profile.patience, smote_method=args.smote_method, input=str(args.input), demo=demo,
         demo_rows=args.demo_rows or profile.demo_rows,
         limit=args.limit if args.limit is not None else (profile.limit if demo else None),
         data_seed=args.data_seed, search_seed=args.seed, cpus_per_trial=args.cpus_per_trial,
         gpus_per_trial=args.gpus_per_trial if args.gpus_per_trial is not None else -1.0,
         max_concurrent=args.max_concurrent, transfer_mode=args.transfer_mode, split=args.split,
+        batch_sizes=profile.batch_sizes, lr_range=profile.lr_range, budgets=budgets,
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"))
 
 
@@ -105,8 +123,13 @@ def check_same_plan(plan: StudyPlan, saved, location: str, ref: str) -> None:
             raise ValueError(f"{ref} lists {cell_id!r}, which is not a cell of the grid; "
                              "move the folder away or use another --name.") from None
     current = json.loads(json.dumps(asdict(plan)))
+    # A setting added since the study was made is as it was then where the study's value is its default.
+    defaults = json.loads(json.dumps({f.name: f.default if f.default_factory is MISSING else f.default_factory()
+                                      for f in fields(StudyPlan) if f.default is not MISSING
+                                      or f.default_factory is not MISSING}))
+    was = {**{k: v for k, v in defaults.items() if k not in saved.plan}, **saved.plan}
     keys = [k for k in current if k not in ("created", "cells", "max_concurrent", "cpus_per_trial", "gpus_per_trial")]
-    differences = [f"{k}: {saved.plan.get(k)!r} -> {current[k]!r}" for k in keys if saved.plan.get(k) != current[k]]
+    differences = [f"{k}: {was.get(k)!r} -> {current[k]!r}" for k in keys if was.get(k) != current[k]]
     if differences:
         raise ValueError(f"{location} holds study {plan.name!r} with other settings ({'; '.join(differences)}); "
                          "use --name to start a new study, or the same flags to continue this one.")

@@ -27,10 +27,10 @@ from typing import NamedTuple
 
 from tabulate import tabulate
 
-from data.constants import ARRHYTHMIA_CLASSES, MI_CLASSES, TASKS
+from data.constants import ARRHYTHMIA_CLASSES, MI_CLASSES, TASK_CLASSES, TASKS
 from data.files import atomic_write, write_text
 from study.grid import CELL_OVERSAMPLING, INITS, MODELS, make_grid
-from study.metrics import SELECTION_NAME, harmonic_mean, selection_key
+from study.metrics import SELECTION_NAME, harmonic_mean, one_class_value, selection_key
 from study.storage import LocalStorage, Storage, is_uri
 
 # Format version 2 (study/results.py) and the version 1 of studies run one Tuner a cell, with manifest.json.
@@ -626,6 +626,12 @@ def summary_table(study_dir: "Path | str | Storage | Study", *, problems: bool =
             "(arrhythmia) or F1 of MI (mi), percent, mean ± std over seeds; lr and batch chosen on validation.\n")
     text += tabulate(summary_rows(study), headers=["cell", "test", "val", "lr", "batch", "trials", "wall time"],
                      tablefmt="simple", disable_numparse=True) + "\n"
+    unlearned = [c.cell_id for c in study.cells if c.ok and c.confusion is not None and c.main.mean <= 100 *
+                 one_class_value([sum(row) for row in c.confusion], c.task, TASK_CLASSES[c.task]) + 1e-9]
+    if unlearned:
+        text += (f"{len(unlearned)} cell(s) scored no better on test than giving every beat one class would: "
+                 f"they learned nothing at this budget, and their figures say nothing of their models: "
+                 f"{', '.join(unlearned)}.\n")
     for problem in study.problems if problems else ():
         text += f"problem: {problem}\n"
     return text
@@ -990,6 +996,9 @@ def _header(study: Study) -> list[str]:
     source = data.get("source", "not recorded")
     where = f" (input `{data['input']}`)" if data.get("input") else ""
     limit = f", at most {data['limit']} beats of each CSV" if data.get("limit") else ""
+    own = data.get("model_limits") if isinstance(data.get("model_limits"), dict) else {}
+    if limit and own:
+        limit += " (" + ", ".join(f"{m}: {f'at most {n}' if n else 'every beat'}" for m, n in sorted(own.items())) + ")"
     facts.append(f"data: {source}{where}{limit}")
     fingerprints = data.get("fingerprints")
     if isinstance(fingerprints, dict) and fingerprints:

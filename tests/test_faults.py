@@ -343,7 +343,7 @@ args = launch_args("--profile", "smoke", "--input", folder / "input", "--results
 plan = resolve_plan(args)
 cell = Cell.from_id("arrhythmia-cnet-none-scratch")
 spec = cell_spec(cell, plan, StudyData(plan))
-search = OptunaCell(spec.batch_sizes, spec.optuna_seed)
+search = OptunaCell(spec.batch_sizes, spec.optuna_seed, spec.lr_range)
 LRS = [search.ask(str(i))["lr"] for i in range(3)]
 DELAY, VALUE = (0.5, 0.1, 0.1), (0.5, 0.1, 0.9)  # seconds an epoch, and the metric, of trials 0, 1, 2
 # Trial 0 reports its first epoch only once this file exists (the test makes it after the kill): until then

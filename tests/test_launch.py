@@ -129,6 +129,35 @@ def test_a_changed_plan_is_refused_for_an_existing_study(local_ray, tmp_path, ca
     assert cell.read_text() == before
 
 
+def test_the_smoke_profile_gives_cnet_a_budget_it_learns_in_and_flags_override_it(tmp_path):
+    from study.grid import Cell
+    from study.plan import resolve_plan
+
+    def plan(*flags):
+        return resolve_plan(launch_args("--profile", "smoke", "--input", tmp_path, *flags))
+
+    cnet, bigru, mi = Cell("arrhythmia", "cnet", "none"), Cell("arrhythmia", "bigru", "none"), Cell("mi", "cnet", "none")
+    smoke = plan()
+    assert (smoke.epochs(cnet), smoke.limit_of(cnet), smoke.epochs(mi)) == (16, None, 40)
+    assert (smoke.epochs(bigru), smoke.limit_of(bigru), smoke.batch_sizes, smoke.grace_period) == (1, 200, (64,), 1)
+    assert smoke.lr_range == (5e-4, 2e-3) and plan("--profile", "paper").lr_range == (1e-4, 1e-2)
+    given = plan("--max-epochs", "3", "--limit", "150")  # a flag sets every model's budget
+    assert {(given.epochs(c), given.limit_of(c)) for c in (cnet, bigru, mi)} == {(3, 150)}
+    assert plan("--models", "bigru").budgets == {}
+    paper = plan("--profile", "paper")
+    assert paper.budgets == {}
+    # A study made before a plan had these settings continues where it ran with what are now their defaults.
+    from dataclasses import asdict
+    from types import SimpleNamespace
+
+    from study.plan import check_same_plan
+
+    before = {k: v for k, v in json.loads(json.dumps(asdict(paper))).items() if k not in ("batch_sizes", "budgets")}
+    check_same_plan(paper, SimpleNamespace(cells=paper.cells, plan=before), "here", "here/study.json")
+    with pytest.raises(ValueError, match=r"batch_sizes: \[64, 128, 256, 512, 1024\] -> \[64\]"):
+        check_same_plan(smoke, SimpleNamespace(cells=smoke.cells, plan={**before, "profile": "smoke"}), "here", "x")
+
+
 def test_bad_launch_flags_fail_with_a_sentence(capsys):
     with pytest.raises(SystemExit):
         main(["launch", "--models", "resnet"])

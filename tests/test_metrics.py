@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from study.metrics import (binary_auroc, classification_metrics, confusion_matrix, flat_metrics, harmonic_mean,
-                           selection_value)
+                           one_class_value, selection_value)
 
 CLASSES = ("N", "S", "V", "F", "Q")
 
@@ -77,3 +77,10 @@ def test_flat_metrics_are_scalars_only():
     assert flat["val_f1"] == 1.0 and flat["val_f1_MI"] == 1.0 and flat["val_auroc"] == 1.0
     assert all(isinstance(v, (int, float)) for v in flat.values())
     assert not any("confusion" in key for key in flat)
+
+
+def test_one_class_for_every_beat_scores_the_majority_class_f1_over_the_classes_present():
+    # Arrhythmia, 80 N, 10 S, 10 V: all N gives N an F1 of 2 * 0.8 / 1.8, the other two 0; F and Q never occur.
+    assert one_class_value([80, 10, 10, 0, 0], "arrhythmia", CLASSES) == pytest.approx(2 * 0.8 / 1.8 / 3)
+    # MI, 30 normal and 70 MI: calling every beat MI gives precision 0.7, recall 1; calling it normal gives 0.
+    assert one_class_value([30, 70], "mi", ("normal", "MI")) == pytest.approx(2 * 0.7 / 1.7)

@@ -361,6 +361,21 @@ def test_summary_table_and_command_line(study_dir, tmp_path, capsys):
     assert report.main([str(tmp_path / "nowhere")]) == 2
 
 
+def test_the_summary_names_the_cells_no_better_than_one_class_for_every_beat(study_dir):
+    assert "no better" not in summary_table(study_dir)
+    # Calling all 140 test beats MI (100 of them are) gives an F1 of MI of 200 / 240 = 83.3%.
+    path = study_dir / "cells" / "mi-seq-none-transfer.json"
+    doc = json.loads(path.read_text())
+    doc["seeds"][0]["test"] = mi_metrics(100 / 140, 1.0, 200 / 240, 100 / 140)
+    path.write_text(json.dumps(doc))
+    text = summary_table(study_dir)
+    assert ("1 cell(s) scored no better on test than giving every beat one class would: they learned nothing at "
+            "this budget, and their figures say nothing of their models: mi-seq-none-transfer.") in text
+    doc["seeds"][0]["test"] = mi_metrics(0.72, 1.0, 0.84, 0.72)
+    path.write_text(json.dumps(doc))
+    assert "no better" not in summary_table(study_dir)
+
+
 def test_default_output_folder_is_inside_the_study(study_dir):
     result = build_report(study_dir, plots=False, quiet=True)
     assert result.out_dir == study_dir / "report" and result.report_path.exists()

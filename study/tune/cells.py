@@ -54,6 +54,7 @@ class CellSpec:
     batch_sizes: tuple[int, ...]
     optuna_seed: int
     train_beats: int  # what an epoch costs, for the estimate of the time left
+    lr_range: tuple[float, float] = LR_RANGE
 
     def planned_work(self, grace_period: int) -> int:
         """Beats to train, about: the search as successive halving by 2 cuts it, then the seed runs."""
@@ -97,8 +98,8 @@ class OptunaCell:
     replayed ask that draws something else (later proposals depend on which trials had finished) is told as
     failed (TPE ignores those) and the restored trial's own values are entered in its place."""
 
-    def __init__(self, batch_sizes: tuple[int, ...], seed: int):
-        self.space = {"lr": optuna.distributions.FloatDistribution(*LR_RANGE, log=True),
+    def __init__(self, batch_sizes: tuple[int, ...], seed: int, lr_range: tuple[float, float] = LR_RANGE):
+        self.space = {"lr": optuna.distributions.FloatDistribution(*lr_range, log=True),
                       "batch_size": optuna.distributions.CategoricalDistribution(list(batch_sizes))}
         self.study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed))
         self.asked: dict[str, optuna.trial.Trial] = {}

@@ -49,7 +49,7 @@ class StudySearch(Searcher):
                            "failing": {}}
             launch.searcher = self
             for spec in launch.cells:
-                progress = CellProgress(spec, OptunaCell(spec.batch_sizes, spec.optuna_seed))
+                progress = CellProgress(spec, OptunaCell(spec.batch_sizes, spec.optuna_seed, spec.lr_range))
                 if spec.source is not None and spec.source in launch.done:
                     progress.init = launch.done[spec.source].best_checkpoint
                 self._state["cells"][spec.cell_id] = progress
