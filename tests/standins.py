@@ -1,6 +1,7 @@
 """Trainables that stand in for the study's own (study/tune/trainable.py) in tests: `run_launch(args, trainable=...)`;
 the one that sleeps instead of training is study/tune/standin.py (the benchmarks run it too)."""
 
+import sys
 from pathlib import Path
 
 
@@ -46,3 +47,12 @@ def sleeping(seconds: dict[str, float], failing: tuple[str, ...] = ()):
     from study.tune.standin import standin
 
     return standin(lambda config: seconds[config["trial"]["model"]], failing=failing)
+
+
+def standin_driver(seconds: dict[str, float]) -> list[str]:
+    """What stands for `python -m study` in a command line (``launch FLAGS`` follow it): the real driver with a
+    ``sleeping(seconds)`` trainable, for tests that run the driver as a user does (a process to interrupt or
+    kill) without training. Run it with the repository on PYTHONPATH."""
+    code = ("import sys; from study.launch import run_launch; from tests.standins import launch_args, sleeping; "
+            f"sys.exit(run_launch(launch_args(*sys.argv[2:]), trainable=sleeping({seconds!r})))")
+    return [sys.executable, "-c", code]

@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 NAME = "faults"
 CELLS = ("arrhythmia-cnet-none-scratch", "mi-cnet-none-scratch", "mi-cnet-none-transfer")
 # Three samples on two CPUs: the third trial starts while one of the first two still runs. Rungs at epochs 1, 2.
-FLAGS = ["--models", "cnet", "--oversample", "none", "--samples", "3", "--max-epochs", "4", "--limit", "1000",
+FLAGS = ["--models", "cnet", "--oversample", "none", "--samples", "3", "--max-epochs", "4", "--limit", "500",
          "--seeds", "1"]
 # Columns of the report's tables that are wall-clock measurements; every other column must match exactly.
 TIMING_COLUMNS = {"wall time"}

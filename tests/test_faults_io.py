@@ -25,6 +25,8 @@ import pytest
 import torch
 
 from study.cli import main
+from study.launch import run_launch
+from tests.standins import launch_args, sleeping
 
 ROOT = Path(__file__).resolve().parents[1]
 LIBC = ctypes.CDLL(None, use_errno=True)  # loaded here: the child between fork and exec only calls it
@@ -115,15 +117,17 @@ def test_a_worker_node_removed_mid_trial_lets_the_trial_finish_on_the_other_node
         except Exception as error:  # noqa: BLE001 - reported by the main thread
             removed["error"] = error
 
-    # One search trial, then two seeds at once (one a node): some trial runs on the worker either way.
-    # A bidirectional GRU on ~500 beats takes a second or more an epoch: time to see it start and remove its node.
+    # One search trial, then two seeds at once (one a node): some trial runs on the worker either way. The
+    # stand-in trainable (study/tune/standin.py) checkpoints and restores through the study's own Reporter; an
+    # epoch of a second leaves time to see a trial start and remove its node.
     watcher = threading.Thread(target=remove_the_worker_mid_trial, daemon=True)
     watcher.start()
     try:
-        code = main(["launch", "--profile", "smoke", "--address", cluster.address, "--input", str(tmp_path / "input"),
-                     "--results", str(tmp_path / "results"), "--name", "node", "--tasks", "arrhythmia",
-                     "--models", "bigru", "--oversample", "none", "--samples", "1", "--max-epochs", str(epochs),
-                     "--limit", "600", "--seeds", "2"])
+        args = launch_args("--profile", "smoke", "--address", cluster.address, "--input", tmp_path / "input",
+                           "--results", tmp_path / "results", "--name", "node", "--tasks", "arrhythmia",
+                           "--models", "bigru", "--oversample", "none", "--samples", "1", "--max-epochs", epochs,
+                           "--limit", "600", "--seeds", "2")
+        code = run_launch(args, trainable=sleeping({"bigru": 1.0}))
     finally:
         study_over.set()
         watcher.join(timeout=60)

@@ -13,7 +13,7 @@ from study.cli import main
 from study.grid import make_grid
 from study.launch import run_launch
 from study.results import CellResult
-from tests.standins import crashing_once, launch_args
+from tests.standins import crashing_once, launch_args, sleeping
 
 TINY = ["--limit", "150", "--samples", "1", "--max-epochs", "1", "--seeds", "1"]
 
@@ -82,10 +82,12 @@ def test_four_half_gpu_trials_share_two_gpus_at_once(tmp_path):
 
     # No real GPU is needed: Ray schedules by the GPUs it is told about; the trials then run on the CPU.
     ray.init(address="local", num_cpus=4, num_gpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
-    try:
-        code = launch(tmp_path, "--tasks", "arrhythmia", "--models", "cnet", "--oversample", "none",
-                      "--samples", "4", "--max-epochs", "3", "--limit", "1500", "--seeds", "1",
-                      "--gpus-per-trial", "0.5", "--name", "gpus")
+    try:  # a stand-in trainable: what is tested is where Tune puts the trials
+        code = run_launch(launch_args("--profile", "smoke", "--input", tmp_path / "input", "--results",
+                                      tmp_path / "results", "--tasks", "arrhythmia", "--models", "cnet", "--oversample",
+                                      "none", "--samples", "4", "--max-epochs", "3", "--limit", "1500", "--seeds", "1",
+                                      "--gpus-per-trial", "0.5", "--name", "gpus"),
+                          trainable=sleeping({"cnet": 0.5}))
     finally:
         ray.shutdown()
     assert code == 0

@@ -17,7 +17,7 @@ from study.cli import main
 from study.launch import run_launch
 from study.results import StudyFolder
 from study.storage import LocalStorage, RemoteStorage, Storage, fetch, is_uri
-from tests.standins import crashing_once, launch_args
+from tests.standins import crashing_once, launch_args, standin_driver
 
 AWS_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
            "AWS_EC2_METADATA_DISABLED": "true"}
@@ -174,7 +174,9 @@ def test_a_driver_killed_mid_cell_with_results_on_s3_continues_from_there(s3, tm
     env = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "PYTHONPATH": str(root),
            "TUNE_GLOBAL_CHECKPOINT_S": "0"}  # Tune saves its experiment state at every chance, not every 10 s
     study = f"{s3}/killed/s3kill"
-    command = [sys.executable, "-m", "study", "launch", "--profile", "smoke", "--input", str(tmp_path / "input"),
+    # The real driver with a stand-in trainable (tests/standins.py): what is tested is where Tune's state and
+    # the cells are read back from; a real trial's checkpoints on s3 are test_a_study_with_results_on_s3_...'s.
+    command = [*standin_driver({"cnet": 0.5}), "launch", "--profile", "smoke", "--input", str(tmp_path / "input"),
                "--results", f"{s3}/killed", "--name", "s3kill", "--num-cpus", "2", "--tasks", "arrhythmia",
                "--models", "cnet", "--oversample", "none,smote", "--samples", "2", "--max-epochs", "6",
                "--limit", "600", "--seeds", "1"]

@@ -1,0 +1,59 @@
+"""Ctrl-C: the study's driver, run as a user runs it, is interrupted (SIGINT to its whole process group, as a
+terminal sends it) and says so; the same command then finishes the study from Tune's saved state."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.standins import standin_driver
+
+ROOT = Path(__file__).resolve().parents[1]
+DRIVER = standin_driver({"cnet": 0.3})  # the real driver; epochs of a stand-in trainable take 0.3 s
+
+
+@pytest.mark.slow
+def test_ctrl_c_ends_the_launch_with_130_and_the_same_command_finishes_it(tmp_path):
+    ray_tmp = tempfile.mkdtemp(prefix="ri")  # short: Ray's socket paths live under it
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    env.update(RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0", RAY_TMPDIR=ray_tmp, PYTHONPATH=str(ROOT))
+    flags = ["launch", "--profile", "smoke", "--input", str(tmp_path / "input"), "--results", str(tmp_path / "results"),
+             "--name", "ctrlc", "--num-cpus", "2", "--tasks", "arrhythmia,mi", "--models", "cnet", "--oversample",
+             "none", "--inits", "transfer", "--samples", "2", "--max-epochs", "10", "--limit", "200", "--seeds", "1"]
+    log_path = tmp_path / "first.log"
+    try:
+        with open(log_path, "w") as log:
+            driver = subprocess.Popen([*DRIVER, *flags], cwd=ROOT, env=env, stdout=log,
+                                      stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + 120
+        while "search started" not in log_path.read_text() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert "search started" in log_path.read_text(), log_path.read_text()
+        time.sleep(1.5)  # trials part-way through their 10 epochs (3 s)
+        os.killpg(driver.pid, signal.SIGINT)
+        code = driver.wait(timeout=60)
+        first = log_path.read_text()
+        assert code == 130, first
+        assert "Study 'ctrlc' interrupted after" in first and "Tune's state is saved" in first, first
+        command = "Run the same command to continue: python -m study " + " ".join(flags)
+        assert command in first, first
+        assert "Traceback" not in first, first
+        cells = tmp_path / "results" / "ctrlc" / "cells"
+        assert not list(cells.glob("mi-*.json")), "the MI cell cannot have finished before its source"
+        study = json.loads((tmp_path / "results" / "ctrlc" / "study.json").read_text())
+        assert study["failures"] == [], "an interruption is not a failure"
+
+        second = subprocess.run([*DRIVER, *flags], cwd=ROOT, env=env, capture_output=True,
+                                text=True, timeout=300)
+        assert second.returncode == 0, second.stdout + second.stderr
+        assert "continuing the interrupted run" in second.stdout, second.stdout
+        assert sorted(p.stem for p in cells.glob("*.json")) == ["arrhythmia-cnet-none-scratch",
+                                                                "mi-cnet-none-transfer"]
+    finally:
+        shutil.rmtree(ray_tmp, ignore_errors=True)
