@@ -88,8 +88,9 @@ class Profile:
 
 PROFILES = {
     # Every cell on a tiny budget: proves the whole pipeline in minutes on a laptop. cnet trains on the whole demo
-    # data long enough to learn it; the other models get 1 epoch on 200 beats a file, too little to learn in (the
-    # launch's summary names the cells that did not). The search space is cut to what 16 epochs on 1,800 beats
+    # data long enough to learn it; bilstm and bigru (25 times slower a beat on a CPU) and seq (slow to learn
+    # the demo data) get 1 epoch on 200 beats a file, too little to learn in (the launch's summary names the
+    # cells that did not learn). The search space is cut to what 16 epochs on 1,800 beats
     # can learn with: batch 64 (a larger batch leaves too few steps an epoch), learning rates within a factor 2
     # of Adam's customary 1e-3 (below, too slow; above 3e-3 training swings from epoch to epoch).
     "smoke": Profile(samples=2, max_epochs={"arrhythmia": 1, "mi": 1}, seeds=1, grace_period=1,
