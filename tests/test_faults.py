@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 NAME = "faults"
 CELLS = ("arrhythmia-cnet-none-scratch", "mi-cnet-none-scratch", "mi-cnet-none-transfer")
 # Three samples on two CPUs: the third trial starts while one of the first two still runs. Rungs at epochs 1, 2.
-FLAGS = ["--models", "cnet", "--oversample", "none", "--samples", "3", "--max-epochs", "4", "--limit", "500",
+FLAGS = ["--models", "cnet", "--oversample", "none", "--samples", "3", "--max-epochs", "4", "--limit", "1000",
          "--seeds", "1"]
 # Columns of the report's tables that are wall-clock measurements; every other column must match exactly.
 TIMING_COLUMNS = {"wall time"}
@@ -481,6 +481,9 @@ def assert_same_study(study: Path, reference: Path) -> None:
     """Same tables (timing columns aside), same cell results, and bit-identical best checkpoints."""
     tables, findings = report_tables(study, study.parent / "report")
     expected_tables, expected_findings = report_tables(reference, reference.parent / "report")
+    for name, rows in expected_tables.items():
+        differing = [(got, want) for got, want in zip(tables.get(name, []), rows) if got != want]
+        assert tables.get(name) == rows, (name, rows[0], differing)
     assert tables == expected_tables
     assert findings == expected_findings
     for cell in CELLS:
