@@ -95,7 +95,7 @@ PROFILES = {
     # of Adam's customary 1e-3 (below, too slow; above 3e-3 training swings from epoch to epoch).
     "smoke": Profile(samples=2, max_epochs={"arrhythmia": 1, "mi": 1}, seeds=1, grace_period=1,
                      demo_rows=2000, limit=200, patience=0, batch_sizes=(64,), lr_range=(5e-4, 2e-3),
-                     models={"cnet": {"max_epochs": {"arrhythmia": 16, "mi": 40}, "limit": None}}),
+                     models={"cnet": {"max_epochs": {"arrhythmia": 16, "mi": 30}, "limit": None}}),
     # The original project's budgets (80 epochs arrhythmia, 600 MI) as ASHA's maximum.
     "paper": Profile(samples=16, max_epochs={"arrhythmia": 80, "mi": 600}, seeds=3, grace_period=10,
                      demo_rows=20000, limit=None, patience=0),
