@@ -15,7 +15,8 @@ Lower bound of a makespan: max(C, W / S). W is the work the run did (each trial'
 epochs it ran), S the slots. C is the longest chain of dependent work: a cell's seed runs start after its
 longest search trial ends, and a transfer cell's trials after its source's seed runs end, so for each arrhythmia
 cell A and its transfer cell T, (A's longest search trial + its seed run) + (T's longest search trial + its seed
-run), and for every other cell its own two terms. No schedule beats either term.
+run), and for every other cell its own two terms (a seed run whose epochs its chosen search trial trained costs
+nothing, and counts in neither W nor C). No schedule beats either term.
 
 Is Tune's driver the bottleneck? A function trainable's report returns once the driver has handled it; the
 stand-in measures that wait. The table gives the driver's share of the time trials spent in their trainables.
@@ -97,8 +98,9 @@ def measure(study: Path, slots: int, seconds, wall: float) -> dict:
         for run in cell["trials"] + cell["seeds"]:
             starts.append(run["ran"]["started_at"])
             ends.append(run["ran"]["finished_at"])
-        work_done += epoch * (sum(t["epochs"] for t in cell["trials"]) + sum(s["epochs_run"] for s in cell["seeds"]))
-        chains[cell_id] = epoch * (max(t["epochs"] for t in cell["trials"]) + EPOCHS[task])
+        trained = [s for s in cell["seeds"] if not s.get("trained_by")]  # the others' epochs are a search trial's
+        work_done += epoch * (sum(t["epochs"] for t in cell["trials"]) + sum(s["epochs_run"] for s in trained))
+        chains[cell_id] = epoch * (max(t["epochs"] for t in cell["trials"]) + (EPOCHS[task] if trained else 0))
     chain = max(chains[c] + (chains.get(f"mi-{c.split('-', 1)[1].rsplit('-', 1)[0]}-transfer", 0)
                              if c.startswith("arrhythmia") else 0) for c in chains)
     busy, wait = trainable_seconds(study), 0.0

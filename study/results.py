@@ -75,6 +75,9 @@ def _from_dict(cls, doc: dict, where: str = ""):
     values = {}
     for f in dataclasses.fields(cls):
         name = f"{where}.{f.name}" if where else f.name
+        if f.name not in doc and f.default is not dataclasses.MISSING:
+            values[f.name] = f.default  # a field added since the file was written, without changing its meaning
+            continue
         if f.name not in doc:
             raise ResultError(f"field {name} is missing")
         values[f.name] = _check(doc[f.name], hints[f.name], name)
@@ -157,6 +160,9 @@ class SeedRun:
     test: dict
     checkpoint: str  # the best.pt in checkpoints/CELL/seedK/, as a path or URI other processes open
     ran: Whereabouts
+    # The search trial whose epochs these are (the same configuration and seed: this run evaluated its best
+    # epoch on test and trained nothing); None where this run trained them
+    trained_by: str | None = None
 
 
 @dataclass(frozen=True)

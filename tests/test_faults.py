@@ -455,6 +455,9 @@ def comparable_cell(doc: dict, study: Path) -> dict:
     doc = json.loads(json.dumps(doc).replace(str(study), "<study>"))
     for key in CELL_TIMING_KEYS:
         doc.pop(key)
+    order = [trial["trial_id"] for trial in doc["trials"]]
+    for seed in doc["seeds"]:  # the search trial whose epochs a seed run's are, by its place in proposal order
+        seed["trained_by"] = order.index(seed["trained_by"]) if seed["trained_by"] else None
     for runs in ("trials", "seeds"):
         doc[runs] = [{k: v for k, v in run.items() if k not in TRIAL_RUN_KEYS} for run in doc[runs]]
     return doc

@@ -117,7 +117,8 @@ def test_a_worker_node_removed_mid_trial_lets_the_trial_finish_on_the_other_node
         except Exception as error:  # noqa: BLE001 - reported by the main thread
             removed["error"] = error
 
-    # One search trial, then two seeds at once (one a node): some trial runs on the worker either way. The
+    # One search trial, then three seeds: seed 0's run is the search trial's (it trains nothing), seeds 1 and 2
+    # train at once, one on each node, so some trial trains on the worker either way. The
     # stand-in trainable (study/tune/standin.py) checkpoints and restores through the study's own Reporter; an
     # epoch of a second leaves time to see a trial start and remove its node.
     watcher = threading.Thread(target=remove_the_worker_mid_trial, daemon=True)
@@ -126,7 +127,7 @@ def test_a_worker_node_removed_mid_trial_lets_the_trial_finish_on_the_other_node
         args = launch_args("--profile", "smoke", "--address", cluster.address, "--input", tmp_path / "input",
                            "--results", tmp_path / "results", "--name", "node", "--tasks", "arrhythmia",
                            "--models", "bigru", "--oversample", "none", "--samples", "1", "--max-epochs", epochs,
-                           "--limit", "600", "--seeds", "2")
+                           "--limit", "600", "--seeds", "3")
         code = run_launch(args, trainable=sleeping({"bigru": 1.0}))
     finally:
         study_over.set()
@@ -152,7 +153,7 @@ def test_a_worker_node_removed_mid_trial_lets_the_trial_finish_on_the_other_node
     runs = cell["trials"] + cell["seeds"]
     moved = [run for run in runs if run["ran"]["node_ids"] == [worker_id, head_id]]
     assert len(moved) == 1, runs
-    assert len(cell["seeds"]) == 2 and all(seed["test"] is not None for seed in cell["seeds"])
+    assert len(cell["seeds"]) == 3 and all(seed["test"] is not None for seed in cell["seeds"])
     assert all(seed["epochs_run"] == epochs for seed in cell["seeds"])
     assert cell["trials"][0]["epochs"] == epochs
 

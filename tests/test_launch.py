@@ -126,6 +126,28 @@ def test_a_changed_plan_is_refused_for_an_existing_study(local_ray, tmp_path, ca
     assert launch(tmp_path, *flags) == 0
     cell = tmp_path / "results" / "plan" / "cells" / "arrhythmia-cnet-none-scratch.json"
     before = cell.read_text()
+
+    # Its one search trial trained every epoch with seed 0, so it is seed 0's run: that run only evaluated the
+    # trial's best epoch on test, and gave exactly what training seed 0 afresh gives.
+    from data import prepare_task
+    from study.config import TrialConfig
+    from study.trial import run_trial
+
+    result = cell_result(tmp_path / "results" / "plan", "arrhythmia-cnet-none-scratch")
+    (seed,) = result.seeds
+    assert seed.trained_by == result.trials[0].trial_id and seed.seed == 0
+    config = TrialConfig.from_dict(load_checkpoint(seed.checkpoint)["config"])
+    data = prepare_task("arrhythmia", tmp_path / "input" / "demo", seed=0, limit=150)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as in a 1-CPU Ray worker
+    try:
+        fresh = run_trial(config, data, tmp_path / "fresh")
+    finally:
+        torch.set_num_threads(threads)
+    assert fresh["test"] == seed.test and fresh["best_epoch"] == seed.best_epoch
+    weights, again = load_checkpoint(seed.checkpoint)["state_dict"], load_checkpoint(fresh["checkpoint"])["state_dict"]
+    assert all(torch.equal(weights[k], again[k]) for k in weights)
+
     assert launch(tmp_path, *flags, "--max-epochs", "2") == 2
     assert "holds study 'plan' with other settings (max_epochs" in capsys.readouterr().err
     assert cell.read_text() == before

@@ -135,6 +135,9 @@ class CellProgress:
     failed_seeds: dict[int, str] = field(default_factory=dict)  # seed -> its error, until it is proposed again
     resumed: set[str] = field(default_factory=set)  # seed runs an earlier launch left unfinished
     chosen: dict | None = None  # {"lr", "batch_size"}
+    # (seed, trial id, its last checkpoint's path) of the chosen search trial where it trained every epoch: it
+    # is the seed run of its seed (the same config), which then only evaluates its best epoch on test
+    trained: tuple[int, str, str] | None = None
     searched: list | None = None  # the search trials' records (records.SearchTrial), once its search has ended
     init: str | None = None  # a transfer cell's source checkpoint, once its source's result is written
     done: bool = False

@@ -128,7 +128,8 @@ class Recorder:
             for name in (BEST_FILE, FINAL_FILE, EPOCHS_FILE):
                 store.put_file(saved / name, f"{target}/{name}")
         return SeedRun(seed=seed, epochs_run=final["epochs_run"], best_epoch=final["best_epoch"], val=final["val"],
-                       test=final["test"], checkpoint=store.ref(f"{target}/{BEST_FILE}"), ran=whereabouts(trial))
+                       test=final["test"], checkpoint=store.ref(f"{target}/{BEST_FILE}"), ran=whereabouts(trial),
+                       trained_by=trial.config.get("trained_by"))
 
     @staticmethod
     def choose(searched: list[SearchTrial]) -> SearchTrial | None:

@@ -159,10 +159,13 @@ class StudySearch(Searcher):
         if seed is None:
             return None
         progress.seeds[seed] = trial_id
-        progress.failed_seeds.pop(seed, None)
+        retried = progress.failed_seeds.pop(seed, None) is not None
         self._trials[trial_id] = (spec.cell_id, "final")
-        return {"cell": spec.cell_id, "phase": "final", "data": spec.data,
-                "trial": {**trial, **progress.chosen, "seed": seed}}
+        config = {"cell": spec.cell_id, "phase": "final", "data": spec.data,
+                  "trial": {**trial, **progress.chosen, "seed": seed}}
+        if progress.trained is not None and progress.trained[0] == seed and not retried:
+            config.update(trained_by=progress.trained[1], trained=progress.trained[2])  # see CellProgress.trained
+        return config
 
     # -------------------------------------------------------------------------------------------- the scheduler's calls
 
@@ -226,6 +229,11 @@ class StudySearch(Searcher):
             self._fail(progress, f"every search trial failed; the first error: {first}")
             return
         progress.chosen = {"lr": best.lr, "batch_size": best.batch_size}
+        chosen = next((t for t in trials if t.trial_id == best.trial_id), None)
+        seed, checkpoint = spec.trial.get("seed"), getattr(chosen, "checkpoint", None)
+        if (seed in spec.seeds and not best.stopped_early and best.epochs == int(spec.trial["epochs"])
+                and checkpoint is not None):
+            progress.trained = (seed, chosen.trial_id, checkpoint.path)
         self.launch.notify(spec.cell_id, f"configuration chosen: lr {best.lr:.2g}, batch {best.batch_size} "
                                          f"({SELECTION_NAME[spec.trial['task']]} "
                                          f"{best.val_metric:.4f} on validation)")

@@ -39,7 +39,7 @@ def standin(epoch_seconds, value=default_value, failing: tuple[str, ...] = (), h
         trial = config["trial"]
         if config["cell"] in failing:
             raise RuntimeError(f"{config['cell']} cannot train (a stand-in's failure)")
-        work = restore_work_dir()
+        work = restore_work_dir(config)
         report = Reporter(work, SEARCH_FILES if config["phase"] == "search" else FINAL_FILES)
         rows = list(csv.DictReader(io.StringIO((work / "metrics.csv").read_text()))) \
             if (work / "metrics.csv").exists() else []

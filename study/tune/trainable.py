@@ -22,8 +22,10 @@ SEARCH_FILES = (LAST_FILE, BEST_FILE, EPOCHS_FILE, ATTEMPTS_FILE)
 FINAL_FILES = (*SEARCH_FILES, FINAL_FILE)
 
 
-def restore_work_dir() -> Path:
-    """The trial's local folder, refilled from Tune's last checkpoint when the trial is a retry or a restore.
+def restore_work_dir(config: dict | None = None) -> Path:
+    """The trial's local folder, refilled from Tune's last checkpoint when the trial is a retry or a restore; for
+    a seed run whose epochs its cell's chosen search trial trained (``config["trained"]``, that trial's last
+    checkpoint in the same storage), from that checkpoint: run_trial then finds every epoch done.
 
     It lies in Tune's trial working directory (under Ray's session folder on the worker's node), which nothing
     copies. get_trial_dir() is the driver's staging folder of the trial instead: on the driver's node the driver
@@ -38,6 +40,10 @@ def restore_work_dir() -> Path:
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:
         checkpoint.to_directory(str(work))  # one copy, from a local folder or a download alike
+    elif (config or {}).get("trained"):
+        storage = tune.get_context().get_storage()
+        tune.Checkpoint(config["trained"], filesystem=storage.storage_filesystem).to_directory(str(work))
+        (work / ATTEMPTS_FILE).unlink(missing_ok=True)  # where and when this run ran starts with it
     return work
 
 
@@ -75,7 +81,7 @@ def study_trainable(config: dict, datasets: dict) -> None:
 
     from study.trial import run_trial  # torch: imported where a trial trains, not where a stand-in reports
 
-    work = restore_work_dir()
+    work = restore_work_dir(config)
     data = ray.get(datasets[config["data"]])
     trial = TrialConfig.from_dict(config["trial"])
     if config["phase"] == "search":
