@@ -11,6 +11,8 @@ from study.results import StudyFolder, StudyRecord
 from study.storage import Storage
 from tests.standins import launch_args, sleeping
 
+pytestmark = pytest.mark.slow  # one study of 40 s that every test here reads
+
 # Four arrhythmia cells and their transfer cells; seq's trials all fail. The RNNs' epochs take longer, so the cnet
 # source finishes while their arrhythmia cells still run.
 FLAGS = ["--profile", "smoke", "--tasks", "arrhythmia,mi", "--models", "cnet,seq,bilstm,bigru", "--oversample", "none",
