@@ -179,8 +179,8 @@ def _run_cells(args, plan: StudyPlan, folder: StudyFolder, specs: list, done: di
         scheduler=StudyASHA(grace_period=plan.grace_period, reduction_factor=2),
         num_samples=-1, trial_dirname_creator=_trial_dirname,
         # On this machine's own Ray a worker process goes from trial to trial: no new process and no torch
-        # import each time (the smoke study: 75 s, bench/RESULTS.md "launch"). Not on a cluster: a cached worker
-        # of a node that is gone fails the trial handed to it, where a new worker retries it elsewhere.
+        # import each time (bench/RESULTS.md "launch"). Not on a cluster: a cached worker of a node that is
+        # gone fails the trial handed to it, where a new worker retries it elsewhere.
         reuse_actors=cluster.own_ray(args))
     bound = tune.with_resources(tune.with_parameters(trainable or study_trainable, datasets=data.refs()),
                                 {"cpu": plan.cpus_per_trial, "gpu": plan.gpus_per_trial})
