@@ -253,7 +253,8 @@ def _data_record(plan: StudyPlan, data: StudyData, saved) -> dict:
     """What each data set the study loaded was (kaggle, demo, a PhysioNet split ...); earlier launches' too."""
     record = dict(saved.data) if saved else {}
     record.update({"source": "demo" if plan.demo else record.get("source", "input"), "input": plan.input,
-                   "limit": plan.limit, "model_limits": {m: b["limit"] for m, b in plan.budgets.items() if "limit" in b}})
+                   "limit": plan.limit,
+                   "model_limits": {m: b["limit"] for m, b in plan.budgets.items() if "limit" in b}})
     record["sources"] = {**record.get("sources", {}), **data.sources}
     record["fingerprints"] = {**record.get("fingerprints", {}), **data.fingerprints}
     if record["sources"]:

@@ -90,7 +90,8 @@ def resolve_plan(args: argparse.Namespace) -> StudyPlan:
     return StudyPlan(
         name=name, profile=args.profile, cells=tuple(c.cell_id for c in cells),
         samples=args.samples or profile.samples, max_epochs=max_epochs,
-        seeds=tuple(range(args.seed, args.seed + seeds)), grace_period=min(grace, *all_epochs), patience=profile.patience, smote_method=args.smote_method, input=str(args.input), demo=demo,
+        seeds=tuple(range(args.seed, args.seed + seeds)), grace_period=min(grace, *all_epochs),
+        patience=profile.patience, smote_method=args.smote_method, input=str(args.input), demo=demo,
         demo_rows=args.demo_rows or profile.demo_rows,
         limit=args.limit if args.limit is not None else (profile.limit if demo else None),
         data_seed=args.data_seed, search_seed=args.seed, cpus_per_trial=args.cpus_per_trial,

@@ -81,7 +81,8 @@ def _trial_on(node_id: str, tune_dir: Path, epochs: int) -> Path | None:
             frame = pd.read_csv(progress)
         except (pd.errors.ParserError, pd.errors.EmptyDataError, OSError):
             continue  # being written
-        if {"node_id", "epoch"} <= set(frame) and frame["node_id"].iloc[-1] == node_id and frame["epoch"].max() < epochs:
+        if {"node_id", "epoch"} <= set(frame) and frame["node_id"].iloc[-1] == node_id \
+                and frame["epoch"].max() < epochs:
             return progress.parent
     return None
 

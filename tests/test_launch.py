@@ -160,7 +160,8 @@ def test_the_smoke_profile_gives_cnet_a_budget_it_learns_in_and_flags_override_i
     def plan(*flags):
         return resolve_plan(launch_args("--profile", "smoke", "--input", tmp_path, *flags))
 
-    cnet, bigru, mi = Cell("arrhythmia", "cnet", "none"), Cell("arrhythmia", "bigru", "none"), Cell("mi", "cnet", "none")
+    cnet, bigru = Cell("arrhythmia", "cnet", "none"), Cell("arrhythmia", "bigru", "none")
+    mi = Cell("mi", "cnet", "none")
     smoke = plan()
     assert (smoke.epochs(cnet), smoke.limit_of(cnet), smoke.epochs(mi)) == (16, None, 30)
     assert (smoke.epochs(bigru), smoke.limit_of(bigru), smoke.batch_sizes, smoke.grace_period) == (1, 200, (64,), 1)

@@ -159,11 +159,11 @@ class StudySearch(Searcher):
         if seed is None:
             return None
         progress.seeds[seed] = trial_id
-        retried = progress.failed_seeds.pop(seed, None) is not None
+        progress.failed_seeds.pop(seed, None)
         self._trials[trial_id] = (spec.cell_id, "final")
         config = {"cell": spec.cell_id, "phase": "final", "data": spec.data,
                   "trial": {**trial, **progress.chosen, "seed": seed}}
-        if progress.trained is not None and progress.trained[0] == seed and not retried:
+        if progress.trained is not None and progress.trained[0] == seed:
             config.update(trained_by=progress.trained[1], trained=progress.trained[2])  # see CellProgress.trained
         return config
 
