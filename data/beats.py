@@ -11,7 +11,8 @@ skipped, as pandas does.
 
 Labels must be integers in the file's range: 0..4 for mitbih_*.csv, 0 for ptbdb_normal.csv, 1 for
 ptbdb_abnormal.csv. A file with any other name is taken for MIT-BIH-like data and allowed 0..4
-(which also covers the PTB labels). Samples outside [0, 1] are accepted with one warning.
+(which also covers the PTB labels). Samples outside [0, 1] are accepted with one warning; a sample beyond
+float32's range (finite in the text, infinite in the arrays the models train on) is an error.
 
 The cache entry for a CSV is keyed by its name, size, mtime, ctime and a hash of 64 blocks spread
 over the file, so any rewrite of the file (which always updates ctime) invalidates it without
@@ -38,6 +39,7 @@ LABEL_COLUMN = N_COLUMNS  # 1-based, as in the messages
 MITBIH_LABELS = tuple(range(len(ARRHYTHMIA_CLASSES)))
 FILE_LABELS = {MITBIH_TRAIN: MITBIH_LABELS, MITBIH_TEST: MITBIH_LABELS, PTB_NORMAL: (0,), PTB_ABNORMAL: (1,)}
 _SAMPLED_BLOCKS, _BLOCK = 64, 4096
+FLOAT32_MAX = float(np.finfo(np.float32).max)  # the samples' type: a larger magnitude becomes infinite
 
 
 class DataError(ValueError):
@@ -148,7 +150,8 @@ def _parse(path: Path) -> tuple[np.ndarray, np.ndarray, dict | None]:
         table = pd.read_csv(path, header=None, dtype=np.float64, engine="c").to_numpy()
     except Exception as exc:  # pandas raises several types; the scan below says what is wrong
         raise DataError(_first_problem(path, allowed) or f"{path} could not be parsed: {exc}") from None
-    if table.shape[1] != N_COLUMNS or not np.isfinite(table).all() or not np.isin(table[:, -1], allowed).all():
+    if (table.shape[1] != N_COLUMNS or not np.isfinite(table).all() or (np.abs(table) > FLOAT32_MAX).any()
+            or not np.isin(table[:, -1], allowed).all()):
         raise DataError(_first_problem(path, allowed) or f"{path} could not be parsed as a heartbeat CSV")
     labels = table[:, -1]
     samples = table[:, :BEAT_LEN]
@@ -178,6 +181,10 @@ def _number(cell: bytes) -> float | None:
         return float(text)
     except ValueError:
         return None
+
+
+def _text_of(cell: bytes) -> str:
+    return cell.strip().strip(b'"').strip().decode("ascii", "replace")[:40]
 
 
 def _looks_like_header(cells: list[bytes]) -> bool:
@@ -248,6 +255,10 @@ def _first_problem(path: Path, allowed: tuple[int, ...]) -> str | None:
                     return f"{path} row {row}, column {col} is NaN, expected a number"
                 if math.isinf(value):
                     return f"{path} row {row}, column {col} is infinite, expected a finite number"
+                if abs(value) > FLOAT32_MAX:
+                    return (f"{path} row {row}, column {col} is {_text_of(cell)}, beyond float32's range (largest "
+                            f"magnitude {FLOAT32_MAX:.4g}), the type the beats are trained in: expected a finite "
+                            "number")
             label = float(_number(cells[-1]))
             if label not in allowed:
                 return (f"{path} row {row}, column {LABEL_COLUMN} (the label) is {label:g}, "

@@ -16,12 +16,14 @@ loader can tell demo data from the real set.
 import argparse
 import hashlib
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
 
+from data import entry
 from data.beats import kaggle_text
-from data.files import write_bytes
+from data.files import refuse_foreign, write_bytes
 from data.constants import (ARRHYTHMIA_CLASSES, BEAT_LEN, MITBIH_TEST, MITBIH_TRAIN, PTB_ABNORMAL,
                             PTB_NORMAL)
 
@@ -181,15 +183,20 @@ def demo_sizes(rows: int) -> dict[str, int]:
             PTB_NORMAL: normal, PTB_ABNORMAL: max(ptb - normal, 2 * MIN_PER_CLASS)}
 
 
-def write_demo(out_dir, *, rows: int = DEFAULT_ROWS, seed: int = 0) -> dict[str, Path]:
+def write_demo(out_dir, *, rows: int = DEFAULT_ROWS, seed: int = 0, replace: bool = False) -> dict[str, Path]:
     """Write the four demo CSVs (and demo.json) into `out_dir`; returns {file name: path}.
 
     `rows` is the size of mitbih_train.csv; the other files follow the real set's proportions.
-    The same rows and seed give byte-identical files.
+    The same rows and seed give byte-identical files. CSVs of those names that no demo.json lists are not
+    written over (ValueError) unless ``replace``.
     """
     if int(rows) != rows or rows < MIN_ROWS:
         raise ValueError(f"demo rows must be an integer of at least {MIN_ROWS}, got {rows!r}")
     out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"{out} is a file; the demo CSVs are written into a folder: give a folder's path")
+    if not replace:
+        refuse_foreign(out, (MITBIH_TRAIN, MITBIH_TEST, PTB_NORMAL, PTB_ABNORMAL), MANIFEST, "data.demo")
     out.mkdir(parents=True, exist_ok=True)
     kinds = {MITBIH_TRAIN: "mitbih", MITBIH_TEST: "mitbih", PTB_NORMAL: "ptb_normal", PTB_ABNORMAL: "ptb_abnormal"}
     streams = np.random.SeedSequence(seed).spawn(len(kinds))  # one stream a file: sizes don't interact
@@ -219,7 +226,7 @@ def ensure_demo(out_dir, *, rows: int = DEFAULT_ROWS, seed: int = 0) -> Path:
     except (OSError, ValueError, KeyError, TypeError):
         intact = False
     if not intact:
-        write_demo(out, rows=rows, seed=seed)
+        write_demo(out, rows=rows, seed=seed, replace=True)  # its own folder: a demo cut short is rewritten
     return out
 
 
@@ -228,8 +235,15 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", default="input", help="folder to write the four CSVs into (default: input)")
     parser.add_argument("--rows", type=int, default=DEFAULT_ROWS,
                         help=f"rows of mitbih_train.csv; the other files scale with it (default: {DEFAULT_ROWS})")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    parser.add_argument("--seed", type=_seed, default=0, help="random seed, 0 or more (default: 0)")
+    entry.add_verbose(parser)
     return parser
+
+
+def _seed(text: str) -> int:
+    if not text.strip().isdigit():
+        raise argparse.ArgumentTypeError(f"must be a whole number of 0 or more, not {text}")
+    return int(text)
 
 
 def main(args: argparse.Namespace) -> None:
@@ -239,4 +253,4 @@ def main(args: argparse.Namespace) -> None:
 
 
 if __name__ == "__main__":
-    main(get_args_parser().parse_args())
+    sys.exit(entry.run(get_args_parser(), main))

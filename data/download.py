@@ -16,6 +16,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from data import entry
 from data.beats import content_sha256
 from data.constants import KAGGLE_DATASET, KAGGLE_FILES
 from data.files import atomic_write
@@ -104,10 +105,13 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--to", default="input", help="folder for the four CSVs (default: input)")
     parser.add_argument("--force", action="store_true", help="download again even if the files verify")
     parser.add_argument("--verify-only", action="store_true", help="only check the files already there")
+    entry.add_verbose(parser)
     return parser
 
 
 def main(args: argparse.Namespace) -> int:
+    if Path(args.to).exists() and not Path(args.to).is_dir():
+        raise ValueError(f"--to {args.to} is a file; the CSVs go into a folder: give a folder's path")
     try:
         if args.verify_only:
             report = {name: verify_file(Path(args.to) / name, sizes) for name, sizes in KAGGLE_FILES.items()}
@@ -123,4 +127,4 @@ def main(args: argparse.Namespace) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(get_args_parser().parse_args()))
+    sys.exit(entry.run(get_args_parser(), main))

@@ -70,3 +70,18 @@ def write_text(path: Path | str, text: str) -> Path:
 def write_json(path: Path | str, obj) -> Path:
     """JSON with sorted keys and no NaN (which is not JSON), so files diff cleanly and parse anywhere."""
     return write_text(path, json.dumps(obj, indent=2, sort_keys=True, allow_nan=False) + "\n")
+
+
+def refuse_foreign(folder: Path | str, names, manifest: str, writer: str) -> None:
+    """ValueError where ``folder`` holds one of the files ``names`` but not ``manifest``, the record ``writer``
+    leaves beside the files it writes: they came from elsewhere (the real data set, say), and writing would
+    replace them without a word."""
+    folder = Path(folder)
+    if not folder.is_dir() or (folder / manifest).exists():
+        return
+    there = [name for name in names if (folder / name).exists()]
+    if there:
+        raise ValueError(f"{folder} holds {', '.join(there)}, which {writer} did not write (no {manifest} beside "
+                         f"{'it' if len(there) == 1 else 'them'}): writing there would replace "
+                         f"{'it' if len(there) == 1 else 'them'}; choose another folder, or move "
+                         f"{'it' if len(there) == 1 else 'them'} away first")

@@ -45,9 +45,9 @@ from scipy.signal import find_peaks, resample_poly
 from data.constants import (ARRHYTHMIA_CLASSES, BEAT_LEN, MI_CLASSES, MITBIH_TEST, MITBIH_TRAIN, PTB_ABNORMAL,
                             PHYSIONET_BUILD, PTB_NORMAL, SAMPLE_RATE_HZ)
 
-from data import DataError
+from data import DataError, entry
 from data.beats import kaggle_text
-from data.files import atomic_write, write_text
+from data.files import atomic_write, refuse_foreign, write_text
 
 DATABASES = ("mitdb", "ptbdb")
 SPLITS = ("intra", "inter")
@@ -189,7 +189,7 @@ def list_records(folder: Path, db: str) -> list[str]:
     check_db(db)
     folder = Path(folder)
     if not folder.is_dir():
-        raise DataError(f"--records {folder}: no such folder.")
+        raise DataError(f"--records {folder}: {'a file, not a folder' if folder.exists() else 'no such folder'}.")
     names = sorted(p.relative_to(folder).with_suffix("").as_posix() for p in folder.rglob("*.hea"))
     if not names:
         raise DataError(f"--records {folder}: no WFDB records (*.hea files) in this folder.")
@@ -370,8 +370,10 @@ def build(db: str, records: Path, out: Path, split: str = "intra", seed: int = 0
     check_db(db)
     if split not in SPLITS:
         raise DataError(f"--split {split!r}: unknown split; expected one of {', '.join(SPLITS)}.")
-    beats, notes = read_database(Path(records), db)
     out = Path(out)
+    refuse_foreign(out, (MITBIH_TRAIN, MITBIH_TEST) if db == "mitdb" else (PTB_NORMAL, PTB_ABNORMAL),
+                   PHYSIONET_BUILD, "data.physionet")
+    beats, notes = read_database(Path(records), db)
     out.mkdir(parents=True, exist_ok=True)
     if db == "mitdb":
         train, test = split_intra(beats.y, seed) if split == "intra" else split_inter(beats.record)
@@ -407,6 +409,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     b.add_argument("--split", default=None,
                    help="mitdb: intra (random 80/20 stratified by class; the default) or inter (de Chazal DS1/DS2)")
     b.add_argument("--seed", type=int, default=0, help="seed of the intra split")
+    entry.add_verbose(b)
     return parser
 
 
@@ -427,7 +430,4 @@ def main(args: argparse.Namespace) -> None:
 
 
 if __name__ == "__main__":
-    try:
-        main(get_args_parser().parse_args())
-    except DataError as err:
-        sys.exit(f"error: {err}")
+    sys.exit(entry.run(get_args_parser(), main))

@@ -25,6 +25,7 @@ from sklearn.model_selection import train_test_split
 
 from data import cache
 from data.beats import BeatFile, DataError, load_beat_file
+from data.checks import check_classes, check_constant, check_overlap
 from data.files import atomic_write, write_text
 from data.constants import (BEAT_LEN, KAGGLE_FILES, MITBIH_TEST, MITBIH_TRAIN, OVERSAMPLING, PTB_ABNORMAL,
                             PHYSIONET_BUILD, PTB_NORMAL, TASK_CLASSES, TASK_FILES, TASKS)
@@ -62,6 +63,7 @@ class TaskData:
     fingerprint: str  # over the source files' content hashes, the split parameters and the oversampling
     source: str  # "kaggle", "demo", or where else the files came from
     pools: dict = field(default_factory=dict)  # split name -> what its `index` counts rows of
+    files: dict = field(default_factory=dict)  # source file name -> its sha256 (data.beats: its fingerprint)
 
     @property
     def num_classes(self) -> int:
@@ -121,11 +123,15 @@ def prepare_task(task: str, input_dir="input", *, seed: int = 0, val_fraction: f
         mi_pool = f"{PTB_ABNORMAL} row r is index r (r < {n}), then {PTB_NORMAL} row r is index {n} + r"
         pools = {"train": mi_pool, "val": mi_pool, "test": mi_pool}
 
+    for name, beats in files.items():
+        check_constant(name, beats.x)
+    train = _split(x, y, train_idx)
+    check_classes(task, train.y, TASK_CLASSES[task], " and ".join(files))
+    check_overlap(task, train.x, test.x, lambda i: _where(pools["test"], test.index[i], files))
     split_key = {"version": SPLIT_VERSION, "task": task, "files": {n: f.sha256 for n, f in files.items()},
                  "seed": int(seed), "val_fraction": float(val_fraction), "limit": limit}
     split_fingerprint = _digest(split_key)
     plain_fingerprint = _digest({"split": split_fingerprint, "oversample": "none"})
-    train = _split(x, y, train_idx)
     if oversample != "none":  # cached under the fingerprint of the data it starts from
         x_res, y_res, origin = oversample_arrays(train.x, train.y, oversample, seed=seed,
                                                  key=plain_fingerprint, cache_dir=cache_dir)
@@ -136,7 +142,16 @@ def prepare_task(task: str, input_dir="input", *, seed: int = 0, val_fraction: f
     return TaskData(task=task, train=train, val=_split(x, y, val_idx), test=test,
                     class_names=TASK_CLASSES[task], oversample=oversample, seed=int(seed),
                     val_fraction=float(val_fraction), fingerprint=fingerprint,
-                    source=describe_source(input_dir, files), pools=pools)
+                    source=describe_source(input_dir, files), pools=pools,
+                    files={name: f.sha256 for name, f in files.items()})
+
+
+def _where(pool: str, index: int, files: dict) -> str:
+    """A pool row as a file and its row (1-based), for messages."""
+    if pool in files:
+        return f"{pool} row {index + 1}"
+    abnormal = len(files[PTB_ABNORMAL].y)
+    return f"{PTB_ABNORMAL} row {index + 1}" if index < abnormal else f"{PTB_NORMAL} row {index - abnormal + 1}"
 
 
 def save_split_indices(data: TaskData, path) -> Path:

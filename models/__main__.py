@@ -7,9 +7,13 @@
 
 import argparse
 import json
+import sys
+from pathlib import Path
+
+from data import entry
 
 from models.registry import MODEL_NAMES, NUM_OUTPUTS, build_model
-from models.transfer import CheckpointError, load_checkpoint, load_original_cnet, load_weights, save_checkpoint
+from models.transfer import load_checkpoint, load_original_cnet, load_weights, save_checkpoint
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -21,34 +25,38 @@ def get_args_parser() -> argparse.ArgumentParser:
     convert = commands.add_parser("import-original", help="original cnet state dict -> ecg-study checkpoint")
     convert.add_argument("source", help="a file written by the original's torch.save(model.state_dict(), ...)")
     convert.add_argument("out")
+    for command in commands.choices.values():
+        entry.add_verbose(command)
     return parser
 
 
-def main(argv=None) -> None:
-    parser = get_args_parser()
-    args = parser.parse_args(argv)
-    try:
-        if args.command == "list":
-            for name in MODEL_NAMES:
-                sizes = ", ".join(f"{task} {sum(p.numel() for p in build_model(name, task).parameters()):,}"
-                                  for task in NUM_OUTPUTS)
-                print(f"{name:7s} weights: {sizes}; head {type(build_model(name, 'mi')).HEAD}")
-        elif args.command == "show":
-            ckpt = load_checkpoint(args.checkpoint)
-            weights = sum(v.numel() for v in ckpt["state_dict"].values())
-            print(f"{ckpt['path']}: model {ckpt['model']}, task {ckpt['task']}, epoch {ckpt['epoch']}, "
-                  f"{weights:,} weights, fingerprint {ckpt['fingerprint'] or '-'}")
-            print("config:", json.dumps(ckpt["config"], sort_keys=True))
-            print("metrics:", json.dumps(ckpt["metrics"], sort_keys=True))
-        else:
-            ckpt = load_original_cnet(args.source)
-            model = load_weights(build_model("cnet", ckpt["task"]), ckpt)
-            save_checkpoint(args.out, model, model_name="cnet", task=ckpt["task"], config=ckpt["config"],
-                            fingerprint="", epoch=-1, metrics={})
-            print(f"wrote {args.out}: cnet for {ckpt['task']} from {args.source}")
-    except CheckpointError as err:
-        parser.exit(2, f"error: {err}\n")
+def main(argv=None) -> int:
+    return entry.run(get_args_parser(), _run, argv)
+
+
+def _run(args: argparse.Namespace) -> None:
+    if args.command == "list":
+        for name in MODEL_NAMES:
+            sizes = ", ".join(f"{task} {sum(p.numel() for p in build_model(name, task).parameters()):,}"
+                              for task in NUM_OUTPUTS)
+            print(f"{name:7s} weights: {sizes}; head {type(build_model(name, 'mi')).HEAD}")
+    elif args.command == "show":
+        ckpt = load_checkpoint(args.checkpoint)
+        weights = sum(v.numel() for v in ckpt["state_dict"].values())
+        print(f"{ckpt['path']}: model {ckpt['model']}, task {ckpt['task']}, epoch {ckpt['epoch']}, "
+              f"{weights:,} weights, fingerprint {ckpt['fingerprint'] or '-'}")
+        print("config:", json.dumps(ckpt["config"], sort_keys=True))
+        print("metrics:", json.dumps(ckpt["metrics"], sort_keys=True))
+    else:
+        if Path(args.out).exists():
+            raise ValueError(f"{args.out} exists; import-original writes a new checkpoint: give a path that does "
+                             "not exist yet")
+        ckpt = load_original_cnet(args.source)
+        model = load_weights(build_model("cnet", ckpt["task"]), ckpt)
+        save_checkpoint(args.out, model, model_name="cnet", task=ckpt["task"], config=ckpt["config"],
+                        fingerprint="", epoch=-1, metrics={})
+        print(f"wrote {args.out}: cnet for {ckpt['task']} from {args.source}")
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

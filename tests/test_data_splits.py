@@ -129,3 +129,34 @@ def test_source_tells_demo_from_other_files(demo, tmp_path):
     for name in (PTB_NORMAL, PTB_ABNORMAL):
         (tmp_path / name).write_bytes((demo / name).read_bytes())
     assert prepare_task("mi", tmp_path).source.startswith("local files in")  # no demo.json beside them
+
+
+def test_data_that_cannot_mean_what_it_seems_is_named_in_one_warning_each(demo, tmp_path):
+    import warnings
+
+    from data.beats import kaggle_text
+    from data.checks import DataWarning
+
+    x, y = load_beats(demo / MITBIH_TRAIN)
+    x_test, y_test = load_beats(demo / MITBIH_TEST)
+    keep = y != 3  # no F beats left for training
+    x, y = x[keep].copy(), y[keep]
+    x[5] = 0.25  # a constant beat (row 6)
+    (tmp_path / MITBIH_TRAIN).write_text(kaggle_text(x, y))
+    (tmp_path / MITBIH_TEST).write_text(kaggle_text(x_test, y_test))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        train_rows = prepare_task("arrhythmia", tmp_path, seed=0, val_fraction=0.05).train.index
+    x_test[[2, 7]] = x[train_rows[:2]]  # two test beats copied from training beats (the split draws on labels only)
+    (tmp_path / MITBIH_TEST).write_text(kaggle_text(x_test, y_test))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        prepare_task("arrhythmia", tmp_path, seed=0, val_fraction=0.05)
+    said = [str(w.message) for w in caught if issubclass(w.category, DataWarning)]
+    assert said == [
+        "1 beats of mitbih_train.csv are constant (first: row 6, every sample 0.25): they carry no waveform to "
+        "learn from",
+        "the arrhythmia training split has no beats of class F (from mitbih_train.csv and mitbih_test.csv): the "
+        "model can never predict it, and its test figures count it as missed",
+        f"2 of {len(y_test):,} arrhythmia test beats are identical to training beats (first: mitbih_test.csv row 3): "
+        "figures on them measure memory, not generalisation"], said

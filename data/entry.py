@@ -1,0 +1,43 @@
+"""How every command-line entry point ends on an expected failure: one sentence on stderr naming the file or
+flag, exit status 2, and no traceback unless -v asks for it (then the traceback too). Ctrl-C: exit 130.
+
+    if __name__ == "__main__":
+        sys.exit(entry.run(get_args_parser(), main))
+"""
+
+import argparse
+import sys
+import traceback
+
+EXPECTED = (ValueError, OSError)  # DataError, CheckpointError, WriteError, ... (a bug raises something else)
+
+
+def add_verbose(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-v", "--verbose", action="store_true", help="tracebacks on errors")
+
+
+def sentence(error: BaseException) -> str:
+    """An error as the one sentence a user reads: an OSError names its file and what the system said."""
+    if isinstance(error, OSError) and error.strerror and error.filename is not None and len(error.args) >= 2:
+        target = f" -> {error.filename2}" if error.filename2 is not None else ""
+        return f"{error.filename}{target}: {error.strerror}"
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def run(parser: argparse.ArgumentParser, main, argv=None) -> int:
+    """Parse ``argv`` and call ``main(args)``; its return value (None: 0) is the exit status."""
+    args = parser.parse_args(argv)
+    try:
+        return main(args) or 0
+    except BrokenPipeError:  # the output was piped into a reader that stopped (`| head`): nothing to say
+        sys.stderr.close()
+        return 0
+    except EXPECTED as error:
+        if getattr(args, "verbose", False):
+            traceback.print_exc()
+        print(f"error: {sentence(error)}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
