@@ -17,8 +17,9 @@ def add_verbose(parser: argparse.ArgumentParser) -> None:
 
 
 def sentence(error: BaseException) -> str:
-    """An error as the one sentence a user reads: an OSError names its file and what the system said."""
-    if isinstance(error, OSError) and error.strerror and error.filename is not None and len(error.args) >= 2:
+    """An error as the one sentence a user reads: a bare OSError ("[Errno 2] No such file ...") as its file and
+    what the system said; our own errors (WriteError, DataError, ...) as they are."""
+    if isinstance(error, OSError) and error.filename is not None and str(error).startswith("[Errno"):
         target = f" -> {error.filename2}" if error.filename2 is not None else ""
         return f"{error.filename}{target}: {error.strerror}"
     text = str(error).strip()

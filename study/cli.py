@@ -9,13 +9,17 @@ import argparse
 import sys
 import time
 import traceback
+import warnings
 from pathlib import Path
 
 from data.constants import OVERSAMPLING, TASKS, TRANSFER_MODES
-from data.files import WriteError
+from data import entry
+from data.files import WriteError, is_temporary
 from study import launch, plan, report
 from study.metrics import selection_key
-from study.config import DEVICES, PRECISIONS, TrialConfig
+from study.config import DEVICES, PRECISIONS, TRIAL_FILES, TrialConfig
+from study.lock import TRIAL_LOCK, FolderBusy, holding
+from study.storage import LocalStorage
 
 
 def positive_int(text: str) -> int:
@@ -29,6 +33,16 @@ def non_negative_int(text: str) -> int:
     value = int(text)
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be a whole number of at least 0, not {text}")
+    return value
+
+
+MAX_SEED = 2**31 - 1  # numpy, scikit-learn and Optuna take seeds below 2**32; a study adds its seed runs' count
+
+
+def seed(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= MAX_SEED:
+        raise argparse.ArgumentTypeError(f"must be a whole number from 0 to {MAX_SEED}, not {text}")
     return value
 
 
@@ -62,7 +76,7 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
                         help="use generated demo data (written once to INPUT/demo/) instead of the real CSVs")
     parser.add_argument("--demo-rows", type=positive_int, default=6000,
                         help="rows of the demo mitbih_train.csv (default: 6000)")
-    parser.add_argument("--data-seed", type=non_negative_int, default=0,
+    parser.add_argument("--data-seed", type=seed, default=0,
                         help="seed of the validation split and the oversampler (default: 0)")
     parser.add_argument("--val-fraction", type=fraction, default=0.1, help="validation share (default: 0.1)")
     parser.add_argument("--limit", type=positive_int, default=None,
@@ -81,7 +95,7 @@ def add_trial_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--epochs", type=positive_int, default=40, help="default: 40, as the original")
     parser.add_argument("--lr", type=positive_float, default=1e-3, help="Adam learning rate (default: 0.001)")
     parser.add_argument("--batch-size", type=positive_int, default=256, help="default: 256")
-    parser.add_argument("--seed", type=non_negative_int, default=0, help="seed of weights and batch order")
+    parser.add_argument("--seed", type=seed, default=0, help="seed of weights and batch order")
     parser.add_argument("--patience", type=non_negative_int, default=0,
                         help="stop after N epochs without a better validation metric (default: 0, never)")
     parser.add_argument("--device", choices=DEVICES, default="auto", help="default: CUDA when present, else CPU")
@@ -128,15 +142,30 @@ def run_trial_command(args: argparse.Namespace) -> int:
         build_trial_model(config)  # a bad or unfitting checkpoint fails now, not after the data is loaded
     init_name = "scratch" if not config.is_transfer else f"from-{Path(config.init).parent.name or 'ckpt'}"
     out = args.out or Path("runs") / f"{config.task}-{config.model}-{config.oversample}-{init_name}-s{config.seed}"
+    check_trial_folder(Path(out))
     data = prepare_task(config.task, input_dir(args), seed=config.data_seed,
                         val_fraction=config.val_fraction, oversample=config.oversample, cache_dir=args.cache,
                         limit=config.limit)
     print(f"{config.task} / {config.model} / oversample {config.oversample} / init {config.init}: {data.summary()}")
     print(f"lr {config.lr:g}, batch {config.batch_size}, {config.epochs} epochs, seed {config.seed} -> {out}")
     started = time.perf_counter()
-    final = run_trial(config, data, out, log=print)
+    with holding(LocalStorage(Path(out)), TRIAL_LOCK, "trial folder"):
+        check_trial_folder(Path(out))  # again, under the lock
+        final = run_trial(config, data, out, log=print)
     print(summarise_trial(final, data.class_names, time.perf_counter() - started))
     return 0
+
+
+def check_trial_folder(out: Path) -> None:
+    """A --out that is a file, or a folder holding files no trial writes, is refused: a trial continues in its
+    own folder and would write over anything else."""
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file; a trial writes into a folder: give a folder's path")
+    foreign = sorted(p.name for p in out.iterdir() if p.name not in TRIAL_FILES and not is_temporary(p)) \
+        if out.is_dir() else []
+    if foreign:
+        raise ValueError(f"--out {out} holds {', '.join(foreign[:3])}{' ...' if len(foreign) > 3 else ''}, which no "
+                         f"trial writes: a trial continues only in its own folder; give an empty or new one")
 
 
 def summarise_trial(final: dict, class_names: tuple[str, ...], seconds: float) -> str:
@@ -156,16 +185,18 @@ def main(argv: list[str] | None = None) -> int:
     args = get_args_parser().parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)  # what continues a launch: the same command
     handlers = {"trial": run_trial_command, "launch": launch.run_launch, "report": report.run_report}
+    if not args.verbose:  # a warning is one line, as an error is; -v shows where it came from
+        warnings.formatwarning = lambda message, *_, **__: f"warning: {message}\n"
     try:
         return handlers[args.command](args)
-    except (ValueError, OSError, launch.StudyError) as error:
+    except (ValueError, OSError, launch.StudyError, FolderBusy) as error:
         # Our own errors are one clear sentence; the traceback is for -v.
         if args.verbose:
             traceback.print_exc()
         again = ""
         if isinstance(error, WriteError) and args.command in ("trial", "launch"):
             again = "; fix that and run the same command again to continue where it stopped"
-        print(f"error: {error}{again}", file=sys.stderr)
+        print(f"error: {entry.sentence(error)}{again}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

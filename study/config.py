@@ -4,11 +4,13 @@ import dataclasses
 from dataclasses import dataclass
 
 from data.constants import OVERSAMPLING, TASKS, TRANSFER_MODES
+from study.lock import TRIAL_LOCK
 
 # What a trial's folder holds (study/trial.py writes them; see its docstring). Here, so that what only names them
 # (the study's Tune parts, a stand-in trainable) need not import torch.
 CONFIG_FILE, EPOCHS_FILE, FINAL_FILE = "config.json", "metrics.csv", "final.json"
 BEST_FILE, LAST_FILE, SPLITS_FILE = "best.pt", "last.pt", "splits.npz"
+TRIAL_FILES = (CONFIG_FILE, EPOCHS_FILE, FINAL_FILE, BEST_FILE, LAST_FILE, SPLITS_FILE, TRIAL_LOCK)
 
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("auto", "fp32", "bf16")

@@ -24,8 +24,9 @@ from pathlib import Path
 from data.files import is_temporary
 from study.config import TrialConfig
 from study.grid import Cell
-from study.plan import StudyPlan, check_same_plan, resolve_plan, task_input
-from study.results import EXPERIMENT, RUNGS_FILE, CellFailure, CellInfo, StudyFolder, StudyRecord
+from study.lock import LAUNCH_LOCK, holding
+from study.plan import StudyPlan, check_input, check_same_plan, resolve_plan, task_input
+from study.results import EXPERIMENT, RUNGS_FILE, CellFailure, CellInfo, StudyFolder, StudyRecord, cell_file
 from study.storage import LocalStorage, Storage, is_uri
 from study.tune import cluster
 
@@ -45,6 +46,7 @@ class StudyData:
         self.sets: dict = {}  # "task/method" -> TaskData
         self.sources: dict[str, str] = {}  # task -> where its data came from
         self.fingerprints: dict[str, str] = {}  # "task-method" -> data fingerprint
+        self.files: dict[str, dict] = {}  # task -> {CSV name: sha256}
 
     def key(self, cell: Cell) -> str:
         limit = self.plan.limit_of(cell)
@@ -68,12 +70,14 @@ class StudyData:
             self.sets[key] = data
             self.sources[cell.task] = data.source
             self.fingerprints[key.replace("/", "-")] = data.fingerprint
+            self.files[cell.task] = data.files
         return self.sets[key]
 
-    def refs(self) -> dict:
+    def refs(self, keys: set[str]) -> dict:
+        """Object store references of the data sets ``keys`` (those of the cells to run, not of finished ones)."""
         import ray
 
-        return {key: ray.put(data) for key, data in self.sets.items()}
+        return {key: ray.put(data) for key, data in self.sets.items() if key in keys}
 
 
 def cell_spec(cell: Cell, plan: StudyPlan, data: StudyData):
@@ -102,10 +106,22 @@ def run_launch(args: argparse.Namespace, trainable=None) -> int:
     plan = resolve_plan(args)
     results = args.results if is_uri(args.results) else Path(args.results).resolve()
     folder = StudyFolder(Storage.at(results).child(plan.name))
-    saved = folder.read_study()  # read once: this driver is its only writer from here on
+    with holding(folder.store, LAUNCH_LOCK, "study folder", say=lambda line: print(line, flush=True)):
+        return _launch(args, plan, folder, trainable)
+
+
+def _launch(args: argparse.Namespace, plan: StudyPlan, folder: StudyFolder, trainable) -> int:
+    saved = folder.read_study()  # read once, under the lock: this driver is its only writer from here on
+    check_input(plan, saved, explicit_demo=bool(args.demo))
     check_same_plan(plan, saved, folder.store.location, folder.store.ref("study.json"))
     if isinstance(folder.store, LocalStorage):  # an object store has no half-written files: a PUT is whole
         _remove_stale_temporaries(folder.store.root)
+    # A relaunch with other cells adds them: the study's one experiment runs every planned cell without a result.
+    cells = sorted({Cell.from_id(i) for i in (*(saved.cells if saved else ()), *plan.cells)}, key=_grid_order)
+    done = {c.cell_id: r for c in cells if (r := folder.read_cell(c)) is not None}
+    data = StudyData(plan)
+    for cell_id in _recompute(args, plan.name, cells, done, data, saved, folder):
+        del done[cell_id]
     import ray
 
     cluster.quiet(args.verbose)
@@ -114,15 +130,17 @@ def run_launch(args: argparse.Namespace, trainable=None) -> int:
     if gpus < 0:  # default: a quarter of a card a trial where there are GPUs, so four share one
         gpus = 0.25 if ray.cluster_resources().get("GPU", 0) > 0 else 0.0
     plan = replace(plan, gpus_per_trial=gpus, created=saved.created if saved else plan.created)
+    unplaceable = cluster.no_node_fits(plan.cpus_per_trial, gpus)
+    if unplaceable is not None and not unplaceable[1]:
+        raise StudyError(f"{unplaceable[0]}, so no trial could ever start: ask for at most what a node has")
+    if unplaceable is not None:
+        print(f"{unplaceable[0]}; the cluster's autoscaler may add a node that has it: waiting for one", flush=True)
     slots = plan.max_concurrent or cluster.trial_slots(ray.cluster_resources(), plan.cpus_per_trial, gpus)
     folder.store.makedirs()
-    # A relaunch with other cells adds them: the study's one experiment runs every planned cell without a result.
-    cells = sorted({Cell.from_id(i) for i in (*(saved.cells if saved else ()), *plan.cells)}, key=_grid_order)
-    done = {c.cell_id: r for c in cells if (r := folder.read_cell(c)) is not None}
     todo = [c for c in cells if c.cell_id not in done]
-    data = StudyData(plan)
     specs = [cell_spec(c, plan, data) for c in todo]
-    source = "demo data" if plan.demo else f"the CSVs in {plan.input}"
+    source = (f"the CSVs in {plan.input}" if not plan.demo else "demo data" if args.demo
+              else f"demo data ({plan.input} holds none of the Kaggle CSVs)")
     print(f"Study {plan.name!r} ({plan.profile}): {len(todo)} of {len(cells)} cells to run on {source}, "
           f"{plan.samples} samples a cell, {len(plan.seeds)} seed(s), {slots} trials at once"
           f"{f', at most {args.max_cells} cells' if args.max_cells else ''}; results in {folder.store.location}",
@@ -150,6 +168,34 @@ def run_launch(args: argparse.Namespace, trainable=None) -> int:
               + f". Fix that and run the same command to continue them: {_command(args)}", file=sys.stderr, flush=True)
         return 1
     return 0
+
+
+def _recompute(args, name: str, cells: list[Cell], done: dict, data: StudyData, saved, folder: StudyFolder) -> list:
+    """The finished cells computed on other data than the input holds now: an error naming the changed files, or
+    with --recompute-changed those cells and the transfer cells built on them, their results deleted."""
+    changed = {}
+    for cell in (c for c in cells if c.cell_id in done):
+        current = data.of(cell)
+        if current.fingerprint != done[cell.cell_id].data_fingerprint:
+            before = ((saved.data if saved else {}).get("files") or {}).get(cell.task, {})
+            changed[cell.cell_id] = [f"{n} (sha256 {before[n][:12]}... then, {sha[:12]}... now)" if n in before
+                                     else n for n, sha in current.files.items() if before.get(n) != sha]
+    if not changed:
+        return []
+    files = sorted({f for names in changed.values() for f in names}) or [
+        "the data set built from the same CSVs (another version of scikit-learn or imbalanced-learn draws it)"]
+    if not args.recompute_changed:
+        raise StudyError(f"study {name!r}: {len(changed)} finished cell(s) ({', '.join(changed)}) were computed on "
+                         f"other data than {data.plan.input} holds now: {'; '.join(files)} changed since. Start a "
+                         f"study of the data as it is with another --name, or recompute those cells (and the "
+                         f"transfer cells built on them) with --recompute-changed")
+    again = [c.cell_id for c in cells if c.cell_id in done and (c.cell_id in changed or (
+        c.source is not None and c.source.cell_id in changed))]
+    for cell_id in again:
+        folder.store.delete(cell_file(cell_id))
+        print(f"{cell_id}: computed on other data ({'; '.join(changed.get(cell_id) or ['its source cell'])}): "
+              "its result is deleted, and the cell runs again", flush=True)
+    return again
 
 
 def _run_cells(args, plan: StudyPlan, folder: StudyFolder, specs: list, done: dict, data: StudyData, slots: int,
@@ -182,9 +228,10 @@ def _run_cells(args, plan: StudyPlan, folder: StudyFolder, specs: list, done: di
         # import each time (bench/RESULTS.md "launch"). Not on a cluster: a cached worker of a node that is
         # gone fails the trial handed to it, where a new worker retries it elsewhere.
         reuse_actors=cluster.own_ray(args))
-    bound = tune.with_resources(tune.with_parameters(trainable or study_trainable, datasets=data.refs()),
+    datasets = data.refs({s.data for s in specs})
+    bound = tune.with_resources(tune.with_parameters(trainable or study_trainable, datasets=datasets),
                                 {"cpu": plan.cpus_per_trial, "gpu": plan.gpus_per_trial})
-    status = _StatusLine(launch, slots)
+    status = _StatusLine(launch, slots, plan.cpus_per_trial, plan.gpus_per_trial)
     with pending_trials(slots):
         tuner = make_tuner(bound, folder.store.child("tune"), EXPERIMENT, tune_config, args.verbose,
                            state_files=((folder.store, RUNGS_FILE),), say=lambda line: print(line, flush=True))
@@ -211,9 +258,10 @@ class _StatusLine(threading.Thread):
     """Once a minute: cells done, running and waiting; trials running and finished; slots in use; elapsed time;
     and the time left, once the epochs run so far allow an estimate."""
 
-    def __init__(self, launch, slots: int):
+    def __init__(self, launch, slots: int, cpus: float, gpus: float):
         super().__init__(daemon=True)
         self.launch, self.slots, self.started, self.over = launch, slots, time.monotonic(), threading.Event()
+        self.cpus, self.gpus = cpus, gpus
 
     def run(self) -> None:
         while not self.over.wait(STATUS_EVERY_S):
@@ -228,7 +276,21 @@ class _StatusLine(threading.Thread):
                 print(f"[{time.strftime('%H:%M:%S')}] status: cells {status['done']} done, {status['running']} "
                       f"running, {status['waiting']} waiting; trials {status['trials_running']} running, "
                       f"{status['trials_finished']} finished; slots {status['trials_running']}/{self.slots} in use; "
-                      f"{_minutes(elapsed)} elapsed" + (f", about {_minutes(left)} left" if left else ""), flush=True)
+                      f"{_minutes(elapsed)} elapsed" + (f", about {_minutes(left)} left" if left else "")
+                      + self._waiting(status), flush=True)
+
+    def _waiting(self, status: dict) -> str:
+        """What a study with free slots but no free resources waits for (a busy cluster, or nodes coming)."""
+        import ray
+
+        if status["trials_running"] >= self.slots or not status["waiting"] + status["running"]:
+            return ""
+        free = ray.available_resources()
+        if free.get("CPU", 0) >= self.cpus and free.get("GPU", 0) >= self.gpus:
+            return ""
+        need = f"{self.cpus:g} CPU(s)" + (f" and {self.gpus:g} GPU(s)" if self.gpus else "")
+        has = f"{free.get('CPU', 0):g} CPU(s)" + (f" and {free.get('GPU', 0):g} GPU(s)" if self.gpus else "")
+        return f"; waiting for resources: a trial needs {need}, the cluster has {has} free"
 
     def stop(self) -> None:
         self.over.set()
@@ -257,14 +319,15 @@ def _data_record(plan: StudyPlan, data: StudyData, saved) -> dict:
                    "model_limits": {m: b["limit"] for m, b in plan.budgets.items() if "limit" in b}})
     record["sources"] = {**record.get("sources", {}), **data.sources}
     record["fingerprints"] = {**record.get("fingerprints", {}), **data.fingerprints}
+    record["files"] = {**record.get("files", {}), **data.files}
     if record["sources"]:
         record["source"] = "; ".join(f"{task}: {src}" for task, src in sorted(record["sources"].items()))
     return record
 
 
 def _remove_stale_temporaries(root: Path) -> None:
-    """Delete the half-written files of a driver killed mid-write. A study has one driver at a time, so when
-    one starts no write of this study is in flight, and no such file will ever be renamed into place."""
+    """Delete the half-written files of a driver killed mid-write. The launch lock makes this driver the study's
+    only one, so no write of this study is in flight, and no such file will ever be renamed into place."""
     if root.is_dir():
         for path in root.rglob("*.tmp"):
             if is_temporary(path) and path.is_file():

@@ -67,12 +67,18 @@ def resolve_plan(args: argparse.Namespace) -> StudyPlan:
             raise ValueError(f"--split {args.split} reads the arrhythmia beats from {built}, which holds no "
                              f"{args.split} build; make it with: python -m data.physionet build --db mitdb "
                              f"--records DIR --out {built} --split {args.split}")
-    real = all(_has_real_data(task_input(Path(args.input), task, args.split), {task})
-               for task in {cell.task for cell in cells})
-    if args.demo is False and not real:
-        raise ValueError(f"{args.input} lacks the Kaggle CSVs for this study; put them there "
+    for flag, path in (("--input", Path(args.input)), ("--results", Path(str(args.results)))):
+        if path.exists() and not path.is_dir():
+            raise ValueError(f"{flag} {path} is a file; give a folder")
+    wanted = input_files(Path(args.input), {cell.task for cell in cells}, args.split)
+    missing = [path for path in wanted if not path.is_file()]
+    if args.demo is False and missing:
+        raise ValueError(f"{args.input} lacks {_names(missing)} for this study; put them there "
                          "(python -m data.download) or drop --no-demo to use demo data.")
-    demo = bool(args.demo) or not real
+    demo = bool(args.demo) or len(missing) == len(wanted)  # demo data only where none of the CSVs is there
+    if args.split != "kaggle" and (demo or missing):
+        raise ValueError(f"--split {args.split} needs the MI task's CSVs in {args.input} too (demo data has no "
+                         "inter- or intra-patient split); or run --tasks arrhythmia.")
     # A flag the user gives sets every model's budget: the profile's per-model budgets give way to it, and a
     # profile's limits apply to demo data only.
     overridden = {"max_epochs": bool(args.max_epochs), "limit": args.limit is not None or not demo}
@@ -80,7 +86,8 @@ def resolve_plan(args: argparse.Namespace) -> StudyPlan:
                for model, budget in profile.models.items() if model in args.models}
     budgets = {model: budget for model, budget in budgets.items() if budget}
     all_epochs = [*max_epochs.values(), *(e for b in budgets.values() for e in b.get("max_epochs", {}).values())]
-    if demo and args.split != "kaggle":
+    demo = bool(args.demo) or len(missing) == len(wanted)  # demo data only where none of the CSVs is there
+    if args.split != "kaggle" and (demo or missing):
         raise ValueError(f"--split {args.split} needs the MI task's CSVs in {args.input} too (demo data has no "
                          "inter- or intra-patient split); or run --tasks arrhythmia.")
     name = args.name or args.profile
@@ -106,6 +113,38 @@ def task_input(input_dir: Path, task: str, split: str) -> Path:
     return input_dir / f"physionet-{split}" if task == "arrhythmia" and split != "kaggle" else input_dir
 
 
+def input_files(input_dir: Path, tasks: set[str], split: str) -> list[Path]:
+    """The CSVs a study of ``tasks`` reads."""
+    from data.constants import TASK_FILES
+
+    return [task_input(input_dir, task, split) / name for task in sorted(tasks) for name in TASK_FILES[task]]
+
+
+def check_input(plan: StudyPlan, saved, explicit_demo: bool) -> None:
+    """Every CSV the study reads is there: a study on real data never quietly turns to demo data. A file the
+    study read before (``saved``: its record) and that is gone now is named as deleted."""
+    if explicit_demo:
+        return
+    wanted = input_files(Path(plan.input), {Cell.from_id(c).task for c in plan.cells}, plan.split)
+    missing = [path for path in wanted if not path.is_file()]
+    read_before = saved is not None and saved.plan.get("demo") is False
+    if not missing or (plan.demo and not read_before):
+        return
+    if read_before:
+        raise ValueError(f"{_names(missing)} {'was' if len(missing) == 1 else 'were'} deleted since study "
+                         f"{plan.name!r} last read {'it' if len(missing) == 1 else 'them'}: put "
+                         f"{'it' if len(missing) == 1 else 'them'} back to continue the study, or start another "
+                         "with --name")
+    present = [path.name for path in wanted if path not in missing]
+    raise ValueError(f"{plan.input} holds {', '.join(present)} but not {_names(missing)}, which this study reads "
+                     "too: put the missing files there (python -m data.download), choose the tasks whose files are "
+                     "there (--tasks), or use --demo for demo data")
+
+
+def _names(paths: list[Path]) -> str:
+    return ", ".join(str(path) for path in paths)
+
+
 def _has_real_data(input_dir: Path, tasks: set[str]) -> bool:
     from data import has_task_files
 
@@ -129,6 +168,9 @@ def check_same_plan(plan: StudyPlan, saved, location: str, ref: str) -> None:
                                       for f in fields(StudyPlan) if f.default is not MISSING
                                       or f.default_factory is not MISSING}))
     was = {**{k: v for k, v in defaults.items() if k not in saved.plan}, **saved.plan}
+    if was.get("demo") is True and current["demo"] is False:
+        raise ValueError(f"{location} holds study {plan.name!r} on demo data, and {plan.input} now holds the Kaggle "
+                         "CSVs: use --name to start a study of them, or --demo to continue this one.")
     keys = [k for k in current if k not in ("created", "cells", "max_concurrent", "cpus_per_trial", "gpus_per_trial")]
     differences = [f"{k}: {was.get(k)!r} -> {current[k]!r}" for k in keys if was.get(k) != current[k]]
     if differences:
@@ -155,7 +197,7 @@ def epochs_by_task(text: str) -> dict[str, int]:
 
 
 def add_launch_arguments(parser: argparse.ArgumentParser) -> None:
-    from study.cli import non_negative_float, non_negative_int, positive_float, positive_int
+    from study.cli import non_negative_float, positive_float, positive_int, seed
 
     def names(valid):
         def parse(text: str) -> list[str]:
@@ -163,6 +205,9 @@ def add_launch_arguments(parser: argparse.ArgumentParser) -> None:
             unknown = [v for v in values if v not in valid]
             if unknown or not values:
                 raise argparse.ArgumentTypeError(f"{text!r}: choose from {', '.join(valid)} (comma-separated)")
+            twice = sorted({v for v in values if values.count(v) > 1})
+            if twice:
+                raise argparse.ArgumentTypeError(f"{text!r} names {', '.join(twice)} twice: name each once")
             return values
         return parse
 
@@ -194,8 +239,8 @@ def add_launch_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--grace-period", type=positive_int, default=None,
                         help="epochs every search trial gets before successive halving may stop it")
     parser.add_argument("--seeds", type=positive_int, default=None, help="seeds of each cell's final evaluation")
-    parser.add_argument("--seed", type=non_negative_int, default=0, help="first seed (Optuna and final runs)")
-    parser.add_argument("--data-seed", type=non_negative_int, default=0, help="seed of splits and oversampling")
+    parser.add_argument("--seed", type=seed, default=0, help="first seed (Optuna and final runs)")
+    parser.add_argument("--data-seed", type=seed, default=0, help="seed of splits and oversampling")
     parser.add_argument("--cpus-per-trial", type=positive_float, default=1.0)
     parser.add_argument("--gpus-per-trial", type=non_negative_float, default=None,
                         help="default: 0.25 where the cluster has GPUs (four trials a card), else 0")
@@ -204,5 +249,8 @@ def add_launch_arguments(parser: argparse.ArgumentParser) -> None:
                         help="cap on cells in progress at once (default: none; 1 runs one cell after another)")
     parser.add_argument("--address", default=None, help="join this Ray cluster (default: $RAY_ADDRESS, else local)")
     parser.add_argument("--num-cpus", type=positive_int, default=None, help="CPUs of a local Ray instance")
+    parser.add_argument("--recompute-changed", action="store_true",
+                        help="run again the finished cells whose data changed since (and the transfer cells built "
+                             "on them); without it such a study stops and names the changed files")
     parser.add_argument("--resume", action="store_true",
                         help="continue the study (the default anyway: finished cells are never run again)")

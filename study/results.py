@@ -100,9 +100,10 @@ class _Record:
     def from_json(cls, doc, ref: str):
         """The record in ``doc`` (the parsed file ``ref``); a file of another format or version, a missing or a
         mistyped field raise ResultError naming ``ref``."""
-        if not isinstance(doc, dict) or doc.get("format") != cls.FORMAT:
-            raise ResultError(f"{ref} is not a {cls.FORMAT} file (its format field says "
-                              f"{doc.get('format') if isinstance(doc, dict) else None!r}).")
+        if not isinstance(doc, dict):
+            raise ResultError(f"{ref} holds a JSON {type(doc).__name__}, not the object of an {cls.FORMAT} file.")
+        if doc.get("format") != cls.FORMAT:
+            raise ResultError(f"{ref} is not an {cls.FORMAT} file (its format field says {doc.get('format')!r}).")
         if doc.get("version") != FORMAT_VERSION:
             raise ResultError(f"{ref} was written by a version of this study of format {doc.get('version')!r}; this "
                               f"one reads version {FORMAT_VERSION}: continue it with that version, or use another --name.")

@@ -18,6 +18,7 @@ import contextlib
 import csv
 import io
 import json
+import math
 import platform
 import tempfile
 import time
@@ -120,22 +121,41 @@ def make_optimizer(model: nn.Module, config: TrialConfig) -> torch.optim.Optimiz
     return torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=config.lr)
 
 
+class TrainingDiverged(ValueError):
+    """The training loss became NaN or infinite: the trial stops before that epoch is saved or reported."""
+
+
 def train_one_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
-                    batch_size: int, task: str, generator: torch.Generator, dtype: torch.dtype | None) -> float:
-    """One pass over the training tensors (already on the device) in a seeded random order; returns the mean loss."""
+                    batch_size: int, task: str, generator: torch.Generator, dtype: torch.dtype | None,
+                    epoch: int | None = None) -> float:
+    """One pass over the training tensors (already on the device) in a seeded random order; returns the mean loss.
+    A batch whose loss is not finite raises TrainingDiverged once the epoch ends, naming the first such batch."""
     model.train()
     order = torch.randperm(x.shape[0], generator=generator).to(x.device)
     total = torch.zeros((), device=x.device)
-    for start in range(0, x.shape[0], batch_size):
+    first_bad = torch.zeros((), dtype=torch.int64, device=x.device)  # 1-based; 0: every loss finite so far
+    bad_loss = torch.zeros((), device=x.device)
+    batches = range(0, x.shape[0], batch_size)
+    for number, start in enumerate(batches, 1):
         batch = order[start:start + batch_size]
         with autocast(x.device, dtype):
             logits = model(x[batch])
         loss = compute_loss(logits, y[batch], task)
+        newly_bad = (first_bad == 0) & ~torch.isfinite(loss.detach())  # on the device: no sync a batch
+        first_bad = torch.where(newly_bad, number, first_bad)
+        bad_loss = torch.where(newly_bad, loss.detach().float(), bad_loss)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         total += loss.detach() * batch.numel()
-    return float(total) / x.shape[0]  # one device sync an epoch, not one a batch
+    if int(first_bad):  # the epoch's one device sync
+        what = "NaN" if math.isnan(float(bad_loss)) else "infinite"
+        where = f"epoch {epoch}, batch {int(first_bad)} of {len(batches)}" if epoch else f"batch {int(first_bad)}"
+        raise TrainingDiverged(
+            f"training diverged: the loss of {where} is {what} (learning rate {optimizer.param_groups[-1]['lr']:g}, "
+            f"batch size {batch_size}); the trial stopped without saving that epoch: lower the learning rate, or look "
+            f"for extreme values in the data")
+    return float(total) / x.shape[0]
 
 
 @torch.no_grad()
@@ -261,7 +281,8 @@ def run_trial(config: TrialConfig, data: TaskData, out_dir: Path | str, *, repor
         if config.patience and stale_epochs >= config.patience:
             break  # early stopping: also holds when continuing a trial that had already stopped
         started = time.perf_counter()
-        loss = train_one_epoch(model, optimizer, x_train, y_train, config.batch_size, config.task, generator, dtype)
+        loss = train_one_epoch(model, optimizer, x_train, y_train, config.batch_size, config.task, generator, dtype,
+                               epoch=epoch)
         train_seconds = time.perf_counter() - started
         val = evaluate(model, x_val, data.val.y, config.task, data.class_names, config.eval_batch_size, dtype)
         value = selection_value(val, config.task)

@@ -47,3 +47,11 @@ def demo_dir(tmp_path_factory):
     folder = tmp_path_factory.mktemp("demo-input")
     write_demo(folder, rows=3000, seed=0)
     return folder
+
+
+@pytest.fixture(scope="module")
+def ws(demo_dir, tmp_path_factory):
+    """The bad-input corpus's workspace (tests/corpus.py)."""
+    from tests.corpus import make_workspace
+
+    return make_workspace(demo_dir, tmp_path_factory)

@@ -26,6 +26,7 @@ import torch
 
 from study.cli import main
 from study.launch import run_launch
+from study.lock import TRIAL_LOCK
 from tests.standins import launch_args, sleeping
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -61,7 +62,9 @@ def read_only_binds(tmp_path_factory) -> None:
 
 
 def _snapshot(folder: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+    """Every file's bytes, but the lock of the trial that holds the folder (study/lock.py): not the trial's data."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*"))
+            if p.is_file() and p.name != TRIAL_LOCK}
 
 
 def _one_error_line(stderr: str, *fragments: str) -> str:

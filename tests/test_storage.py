@@ -5,7 +5,6 @@ import logging
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -187,15 +186,16 @@ def test_a_driver_killed_mid_cell_with_results_on_s3_continues_from_there(s3, tm
             return subprocess.Popen(command, cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT,
                                     start_new_session=True)
 
+    FIRST, SECOND = "arrhythmia-cnet-smote-scratch", "arrhythmia-cnet-none-scratch"  # more beats to train first
     process = launch()
     store = Storage.at(study)
 
     def second_cell_part_way() -> bool:
         """The first cell is done, and a trial of the second (still running) has reported to S3."""
         files = objects(study)
-        if "cells/arrhythmia-cnet-none-scratch.json" not in files or "cells/arrhythmia-cnet-smote-scratch.json" in files:
+        if f"cells/{FIRST}.json" not in files or f"cells/{SECOND}.json" in files:
             return False
-        return any(f.endswith("progress.csv") and '"arrhythmia-cnet-smote-scratch"' in
+        return any(f.endswith("progress.csv") and f'"{SECOND}"' in
                    (store.read_text(f.removesuffix("progress.csv") + "params.json") or "") for f in files)
 
     try:
@@ -210,14 +210,14 @@ def test_a_driver_killed_mid_cell_with_results_on_s3_continues_from_there(s3, tm
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)  # the driver and the Ray instance it started
         process.wait()
-    first = store.read_text("cells/arrhythmia-cnet-none-scratch.json")
-    assert first is not None and not store.exists("cells/arrhythmia-cnet-smote-scratch.json")
+    first = store.read_text(f"cells/{FIRST}.json")
+    assert first is not None and not store.exists(f"cells/{SECOND}.json")
 
     relaunched = launch()
     assert relaunched.wait(timeout=300) == 0, log_path.read_text()
     output = log_path.read_text()
-    assert "arrhythmia-cnet-none-scratch: done earlier, kept" in output
+    assert f"{FIRST}: done earlier, kept" in output
     assert f"continuing the interrupted run in {study}/tune/study" in output
-    assert Storage.at(study).read_text("cells/arrhythmia-cnet-none-scratch.json") == first  # not run again
-    assert Storage.at(study).read_json("cells/arrhythmia-cnet-smote-scratch.json")["seeds"]
+    assert Storage.at(study).read_text(f"cells/{FIRST}.json") == first  # not run again
+    assert Storage.at(study).read_json(f"cells/{SECOND}.json")["seeds"]
     assert not (tmp_path / "results").exists()

@@ -69,6 +69,37 @@ def check_listening(address: str, timeout_s: float = 5.0) -> None:
                          "there with `ray start --head`, or check --address or RAY_ADDRESS") from None
 
 
+def no_node_fits(cpus: float, gpus: float) -> tuple[str, bool] | None:
+    """None where a node of the cluster offers a trial's ``cpus`` and ``gpus``; else the sentence saying what was
+    asked and what the largest node has, and whether the cluster's autoscaler may add a node that offers it."""
+    import ray
+
+    nodes = [n["Resources"] for n in ray.nodes() if n.get("Alive")]
+    if any(r.get("CPU", 0) >= cpus and r.get("GPU", 0) >= gpus for r in nodes):
+        return None
+    asked = f"{cpus:g} CPU(s)" + (f" and {gpus:g} GPU(s)" if gpus else "")
+    most = f"{max((r.get('CPU', 0) for r in nodes), default=0):g} CPU(s)"
+    if gpus:
+        most += f" and {max((r.get('GPU', 0) for r in nodes), default=0):g} GPU(s)"
+    sentence = (f"a trial asks for {asked} (--cpus-per-trial, --gpus-per-trial), and the largest node of the "
+                f"cluster has {most}")
+    return sentence, _autoscaler_offers(cpus, gpus)
+
+
+def _autoscaler_offers(cpus: float, gpus: float) -> bool:
+    """Whether the cluster's autoscaler (its configuration in the GCS, where one is set) may add a node with
+    ``cpus`` and ``gpus``."""
+    from ray._private.state import state
+
+    try:
+        config = state.get_cluster_config()
+    except Exception:  # no autoscaler state in this Ray: a fixed cluster
+        return False
+    groups = getattr(config, "node_group_configs", None) or []
+    return any(g.max_count != 0 and g.resources.get("CPU", 0) >= cpus and g.resources.get("GPU", 0) >= gpus
+               for g in groups)
+
+
 def trial_slots(resources: dict, cpus_per_trial: float, gpus_per_trial: float) -> int:
     """How many trials the cluster runs at once: the searcher's cap on trials in flight, and how many Tune may
     keep waiting for resources (with one, trials would start one after another)."""

@@ -3,8 +3,9 @@
 Each cell has its own seeded Optuna study (TPE over learning rate and batch size), seeded from the study's --seed
 and the cell's id, so a cell proposes the same trials whatever cells run beside it. Whenever Tune has a free slot,
 the next trial comes from the first cell that has one, in this order (``rank``): the longest remaining chain of
-cells first (an arrhythmia cell whose transfer cells wait on it comes before a cell nothing waits on), then the
-grid's order. A cell's seed runs are proposed once its search trials have all ended and its configuration is
+work first (the beats a cell plans to train, search and seed runs, plus the longest such chain of the transfer
+cells waiting on it: so an arrhythmia cell with SMOTE comes before one without, and a cell whose transfer cell
+waits on it before one alike that nothing waits on), then the grid's order. A cell's seed runs are proposed once its search trials have all ended and its configuration is
 chosen; a transfer cell's first trial once its source cell's result is written. ``--max-cells`` caps the cells
 in progress (1: one cell after another); at most ``max_concurrent`` trials are in flight (a trial paused at a
 rung is not). While only waiting cells remain it proposes nothing; when no cell can go on, the search is finished.
@@ -61,13 +62,14 @@ class StudySearch(Searcher):
         return self._state["trials"]
 
     def ranks(self) -> dict[str, tuple]:
-        """Which cell goes first (the smaller rank): the longest chain of cells still to run through it, then the
-        grid's order. Cells this launch does not run are not in it."""
-        cells = self.cells
+        """Which cell goes first (the smaller rank): the longest chain of work still to run through it (its planned
+        beats to train, CellSpec.planned_work, then the longest such chain of the transfer cells that wait on it),
+        then the grid's order. Cells this launch does not run are not in it."""
+        cells, grace = self.cells, self.launch.grace_period
 
         def chain(cid: str) -> int:
-            return 1 + max((chain(o.spec.cell_id) for o in cells.values() if o.spec.source == cid and not o.over),
-                           default=0)
+            return cells[cid].spec.planned_work(grace) + max(
+                (chain(o.spec.cell_id) for o in cells.values() if o.spec.source == cid and not o.over), default=0)
 
         return {cell_id: (-chain(cell_id), index) for index, cell_id in enumerate(cells)}
 

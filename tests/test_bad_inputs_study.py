@@ -1,0 +1,188 @@
+"""A bad-input corpus, part two: numbers the beats cannot hold, data a study cannot use, study folders and trial
+folders in use or holding other files, flags given twice or out of range, and every entry point's command line.
+Each fails early with its one sentence and leaves what exists alone (tests/corpus.py; part one:
+tests/test_bad_inputs.py).
+"""
+
+import contextlib
+import io
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from data import demo, download, entry, physionet, prepare_task
+from data.files import write_json
+from models.__main__ import main as models_main
+from study.lock import LAUNCH_LOCK, TRIAL_LOCK, holding
+from study.storage import LocalStorage
+from tests import test_bad_inputs
+from tests.corpus import Case, _error, cell, check_case, cli, csv, launch_without_ray, study_record, trial
+
+FLOAT32_SENTENCE = r"beyond float32's range \(largest magnitude 3\.403e\+38\), the type the beats are trained in"
+BUSY = (r"is in use by process \d+ on host \S+ since \S+ \(.*\): a second writer would mix its files with that "
+        r"one's; wait for it to end, or stop it first$")
+
+
+def command(run, *argv) -> callable:
+    """Attempt: a module's command line in process (``run(argv)`` -> exit status); exit 2, stderr's last line."""
+    def attempt():
+        err = io.StringIO()
+        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+            try:
+                code = run([str(a) for a in argv])
+            except SystemExit as exit:  # argparse
+                code = exit.code
+        lines = err.getvalue().strip().splitlines()
+        assert code == 2 and lines, f"exit status {code}, stderr {err.getvalue()!r}"
+        return lines[-1]
+    return attempt
+
+
+def module(mod):
+    return lambda argv: entry.run(mod.get_args_parser(), mod.main, argv)
+
+
+def held(store_path: Path, name: str, attempt):
+    """The attempt, made while this process holds the lock ``name`` of ``store_path`` by another file handle (a
+    flock conflicts between handles as between processes)."""
+    def locked():
+        with holding(LocalStorage(store_path), name, "folder", say=lambda line: None):
+            return attempt()
+    return locked
+
+
+def only_files(w, folder: Path, *names: str) -> Path:
+    """``folder`` holding copies of the workspace's demo CSVs ``names``."""
+    for name in names:
+        shutil.copy(w.input / name, folder / name)
+    return folder
+
+
+def one_class_split(w, folder: Path):
+    y = np.zeros(20, dtype=np.int64)
+    for name in ("mitbih_train.csv", "mitbih_test.csv"):
+        (folder / name).write_bytes(demo.format_rows(w.x, y))
+    return lambda: _error(lambda: prepare_task("arrhythmia", folder, cache_dir=folder / "cache"))
+
+
+def file_in(folder: Path, name: str = "a-file") -> Path:
+    path = folder / name
+    path.write_text("not a folder\n")
+    return path
+
+
+CASES = [
+    # --- numbers the beats cannot hold (float32)
+    Case("sample beyond float32", csv(edit=cell(4, 11, "1e39")),
+         rf"mitbih_train\.csv row 4, column 11 is 1e39, {FLOAT32_SENTENCE}: expected a finite number$"),
+    Case("negative sample beyond float32 in ptbdb_normal.csv",
+         csv("ptbdb_normal.csv", labels=np.zeros(20, dtype=np.int64), edit=cell(2, 5, "-5.0e+38")),
+         rf"ptbdb_normal\.csv row 2, column 5 is -5\.0e\+38, {FLOAT32_SENTENCE}"),
+    Case("label beyond float32", csv(edit=cell(3, 188, "1e40")),
+         rf"mitbih_train\.csv row 3, column 188 is 1e40, {FLOAT32_SENTENCE}"),
+    # --- data a study cannot use
+    Case("a training split of one class", one_class_split,
+         r"^the arrhythmia training split holds beats of one class only \(N, from mitbih_train\.csv and "
+         r"mitbih_test\.csv\): no classifier trained on it could mean anything"),
+    Case("input holding one task's files only",
+         lambda w, folder: launch_without_ray(w, "--input", only_files(w, folder, "mitbih_train.csv",
+                                                                      "mitbih_test.csv"),
+                                              "--tasks", "arrhythmia,mi", "--name", "partial"),
+         r"^error: \S+ holds mitbih_train\.csv, mitbih_test\.csv but not \S+ptbdb_normal\.csv, \S+ptbdb_abnormal\.csv, "
+         r"which this study reads too: put the missing files there"),
+    Case("input files deleted since the study read them",
+         lambda w, folder: (write_json(w.results / "deleted" / "study.json", study_record(plan={"demo": False})),
+                            launch_without_ray(w, "--input", folder, "--name", "deleted"))[1],
+         r"^error: \S+mitbih_train\.csv, \S+mitbih_test\.csv were deleted since study 'deleted' last read them: put "
+         r"them back to continue the study, or start another with --name$"),
+    Case("the Kaggle CSVs put into the input of a demo study",
+         lambda w, folder: (write_json(w.results / "was-demo" / "study.json", study_record(plan={"demo": True})),
+                            launch_without_ray(w, "--name", "was-demo"))[1],
+         r"^error: \S+/was-demo holds study 'was-demo' on demo data, and \S+ now holds the Kaggle CSVs: use --name to "
+         r"start a study of them, or --demo to continue this one\.$"),
+    Case("--input is a file", lambda w, folder: launch_without_ray(w, "--input", file_in(folder)),
+         r"^error: --input \S+a-file is a file; give a folder$"),
+    Case("--results is a file",
+         lambda w, folder: launch_without_ray(w, "--results", file_in(folder)),
+         r"^error: --results \S+a-file is a file; give a folder$"),
+    # --- study folders and trial folders: one writer, and only a trial's own files
+    Case("a second launch of a study in progress",
+         lambda w, folder: held(w.results / "busy", LAUNCH_LOCK, launch_without_ray(w, "--name", "busy")),
+         rf"^error: study folder \S+/busy {BUSY}"),
+    Case("a second trial into the same --out",
+         lambda w, folder: held(folder / "out", TRIAL_LOCK, trial(w, "--batch-size", 32, "--out", folder / "out")),
+         rf"^error: trial folder \S+/out {BUSY}"),
+    Case("--out holding files no trial writes",
+         lambda w, folder: (file_in(folder, "notes.txt"), trial(w, "--out", folder))[1],
+         r"^error: --out \S+ holds notes\.txt, which no trial writes: a trial continues only in its own folder; give "
+         r"an empty or new one$"),
+    Case("--out is a file", lambda w, folder: trial(w, "--out", file_in(folder)),
+         r"^error: --out \S+a-file is a file; a trial writes into a folder: give a folder's path$"),
+    Case("study.json of the right syntax but the wrong shape",
+         lambda w, folder: (write_json(w.results / "listed" / "study.json", [1, 2]),
+                            launch_without_ray(w, "--name", "listed"))[1],
+         r"^error: \S+/listed/study\.json holds a JSON list, not the object of an ecg-study\S* file\.$"),
+    # --- flags given twice or out of range
+    Case("a model named twice", lambda w, folder: launch_without_ray(w, "--models", "cnet,cnet"),
+         r"error: argument --models: 'cnet,cnet' names cnet twice: name each once$"),
+    Case("a task named twice", lambda w, folder: launch_without_ray(w, "--tasks", "mi,arrhythmia,mi"),
+         r"error: argument --tasks: 'mi,arrhythmia,mi' names mi twice: name each once$"),
+    Case("a study seed out of range", lambda w, folder: launch_without_ray(w, "--seed", "5000000000"),
+         r"error: argument --seed: must be a whole number from 0 to 2147483647, not 5000000000$"),
+    Case("a negative data seed", lambda w, folder: trial(w, "--data-seed", "-1"),
+         r"error: argument --data-seed: must be a whole number from 0 to 2147483647, not -1$"),
+    Case("--max-epochs of a task that does not exist", lambda w, folder: launch_without_ray(w, "--max-epochs", "ecg=3"),
+         r"error: argument --max-epochs: 'ecg=3': give N, or TASK=N for each of arrhythmia, mi once$"),
+    Case("--init is a folder", lambda w, folder: trial(w, "--task", "mi", "--init", folder),
+         r"^error: checkpoint \S+ is a directory, not a checkpoint file$"),
+    # --- the other entry points' command lines
+    Case("import-original onto an existing file",
+         lambda w, folder: command(models_main, "import-original", folder / "original.pt", w.ckpt / "cnet-mi.pt"),
+         r"^error: \S+cnet-mi\.pt exists; import-original writes a new checkpoint: give a path that does not exist "
+         r"yet$"),
+    Case("data.demo --out is a file", lambda w, folder: command(module(demo), "--out", file_in(folder)),
+         r"^error: \S+a-file is a file; the demo CSVs are written into a folder: give a folder's path$"),
+    Case("data.demo --rows too few", lambda w, folder: command(module(demo), "--out", folder, "--rows", 50),
+         r"^error: demo rows must be an integer of at least 100, got 50$"),
+    Case("data.demo --seed negative", lambda w, folder: command(module(demo), "--out", folder, "--seed", -1),
+         r"error: argument --seed: must be a whole number of 0 or more, not -1$"),
+    Case("data.demo --out below a file",
+         lambda w, folder: command(module(demo), "--out", file_in(folder) / "sub"),
+         r"^error: \S+a-file/sub: Not a directory$"),
+    Case("data.demo --out holding the real CSVs",
+         lambda w, folder: command(module(demo), "--out", only_files(w, folder, "mitbih_train.csv")),
+         r"^error: \S+ holds mitbih_train\.csv, which data\.demo did not write \(no demo\.json beside it\): writing "
+         r"there would replace it; choose another folder, or move it away first$"),
+    Case("data.physionet --out holding the Kaggle CSVs",
+         lambda w, folder: command(module(physionet), "build", "--db", "mitdb", "--records", folder, "--out",
+                                   only_files(w, folder, "mitbih_train.csv", "mitbih_test.csv")),
+         r"^error: \S+ holds mitbih_train\.csv, mitbih_test\.csv, which data\.physionet did not write \(no "
+         r"physionet_build\.json beside them\): writing there would replace them"),
+    Case("data.physionet --records is a file",
+         lambda w, folder: command(module(physionet), "build", "--db", "mitdb", "--records", file_in(folder),
+                                   "--out", folder / "out"),
+         r"^error: --records \S+a-file: a file, not a folder\.$"),
+    Case("data.physionet --records without records",
+         lambda w, folder: command(module(physionet), "build", "--db", "mitdb", "--records", folder,
+                                   "--out", folder / "out"),
+         r"^error: --records \S+: no WFDB records \(\*\.hea files\) in this folder\.$"),
+    Case("data.download --to is a file",
+         lambda w, folder: command(module(download), "--verify-only", "--to", file_in(folder)),
+         r"^error: --to \S+a-file is a file; the CSVs go into a folder: give a folder's path$"),
+    Case("report of a file", lambda w, folder: cli("report", file_in(folder)),
+         r"^error: \S+a-file is not a folder; pass a study folder such as results/smoke\.$"),
+    Case("report of a folder that is not a study", lambda w, folder: cli("report", folder),
+         r"^error: \S+ has neither study\.json nor a cells/ folder, so it is not a study folder"),
+]
+
+
+@pytest.mark.parametrize("case", [pytest.param(c, id=c.id, marks=c.marks) for c in CASES])
+def test_bad_input_fails_with_one_sentence_and_leaves_what_exists_alone(ws, case):
+    check_case(ws, case)
+
+
+def test_the_corpus_is_large_enough():
+    cases = [*test_bad_inputs.CASES, *CASES]
+    assert len(cases) >= 70 and len({c.id for c in cases}) == len(cases)
