@@ -103,7 +103,7 @@ def resolve_plan(args: argparse.Namespace) -> StudyPlan:
         limit=args.limit if args.limit is not None else (profile.limit if demo else None),
         data_seed=args.data_seed, search_seed=args.seed, cpus_per_trial=args.cpus_per_trial,
         gpus_per_trial=args.gpus_per_trial if args.gpus_per_trial is not None else -1.0,
-        max_concurrent=args.max_concurrent, transfer_mode=args.transfer_mode, split=args.split,
+        max_concurrent=args.max_concurrent, transfer_mode=args.transfer_mode or profile.transfer_mode, split=args.split,
         batch_sizes=profile.batch_sizes, lr_range=profile.lr_range, budgets=budgets,
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"))
 
@@ -232,7 +232,9 @@ def add_launch_arguments(parser: argparse.ArgumentParser) -> None:
                              "python -m data.physionet into INPUT/physionet-intra or INPUT/physionet-inter")
     parser.add_argument("--smote-method", choices=SMOTE_METHODS, default="smote-tomek",
                         help="what the 'smote' cells run (default: smote-tomek, as the original's 'smote')")
-    parser.add_argument("--transfer-mode", choices=("frozen", "finetune"), default="frozen")
+    parser.add_argument("--transfer-mode", choices=("frozen", "finetune"), default=None,
+                        help="how transfer cells train the arrhythmia body they load: frozen (the original's; the "
+                             "paper profile's) or finetune at a lower rate (the smoke profile's)")
     parser.add_argument("--samples", type=positive_int, default=None, help="Optuna samples a cell")
     parser.add_argument("--max-epochs", type=epochs_by_task, default=None,
                         help="ASHA's maximum epochs: N for both tasks, or arrhythmia=N,mi=M")
