@@ -119,21 +119,27 @@ def load(path: Path, w: Workspace):
     return attempt
 
 
-def cli(*argv) -> Callable[[], str]:
-    """Attempt: `python -m study ...` in process; exit status 2 and the last line of stderr."""
+def command(run, *argv) -> Callable[[], str]:
+    """Attempt: a command line in process (``run(argv)`` -> exit status); exit status 2 and the last line of
+    stderr, which is the only line unless argparse printed its usage first."""
     def attempt():
         err = io.StringIO()
         with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
             try:
-                code = main([str(a) for a in argv])
+                code = run([str(a) for a in argv])
             except SystemExit as exit:  # argparse
                 code = exit.code
         lines = err.getvalue().strip().splitlines()
         assert code == 2 and lines, f"exit status {code}, stderr {err.getvalue()!r}"
-        if not lines[-1].startswith("python -m study"):  # ours: exactly one line, "error: <sentence>"
+        if ": error: " not in lines[-1]:  # ours: exactly one line, "error: <sentence>"
             assert len(lines) == 1 and lines[0].startswith("error: "), lines
         return lines[-1]
     return attempt
+
+
+def cli(*argv) -> Callable[[], str]:
+    """Attempt: `python -m study ...`."""
+    return command(main, *argv)
 
 
 def trial(w: Workspace, *flags) -> Callable[[], str]:

@@ -4,8 +4,6 @@ Each fails early with its one sentence and leaves what exists alone (tests/corpu
 tests/test_bad_inputs.py).
 """
 
-import contextlib
-import io
 import shutil
 from pathlib import Path
 
@@ -18,26 +16,11 @@ from models.__main__ import main as models_main
 from study.lock import LAUNCH_LOCK, TRIAL_LOCK, holding
 from study.storage import LocalStorage
 from tests import test_bad_inputs
-from tests.corpus import Case, _error, cell, check_case, cli, csv, launch_without_ray, study_record, trial
+from tests.corpus import Case, _error, cell, check_case, cli, command, csv, launch_without_ray, study_record, trial
 
 FLOAT32_SENTENCE = r"beyond float32's range \(largest magnitude 3\.403e\+38\), the type the beats are trained in"
 BUSY = (r"is in use by process \d+ on host \S+ since \S+ \(.*\): a second writer would mix its files with that "
         r"one's; wait for it to end, or stop it first$")
-
-
-def command(run, *argv) -> callable:
-    """Attempt: a module's command line in process (``run(argv)`` -> exit status); exit 2, stderr's last line."""
-    def attempt():
-        err = io.StringIO()
-        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
-            try:
-                code = run([str(a) for a in argv])
-            except SystemExit as exit:  # argparse
-                code = exit.code
-        lines = err.getvalue().strip().splitlines()
-        assert code == 2 and lines, f"exit status {code}, stderr {err.getvalue()!r}"
-        return lines[-1]
-    return attempt
 
 
 def module(mod):
