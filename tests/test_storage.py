@@ -108,7 +108,7 @@ def test_a_study_with_results_on_s3_runs_resumes_transfers_and_reports(s3, tmp_p
     results = f"{s3}/runs"
     flags = ["launch", "--profile", "smoke", "--input", str(tmp_path / "input"), "--results", results,
              "--name", "remote", "--tasks", "arrhythmia,mi", "--models", "cnet", "--oversample", "none",
-             "--limit", "150", "--samples", "1", "--max-epochs", "2", "--seeds", "1"]
+             "--limit", "150", "--samples", "1", "--max-epochs", "2", "--seeds", "1", "--transfer-mode", "frozen"]
     ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
     monkeypatch.chdir(tmp_path)  # after ray.init (workers start in its folder): to see that nothing lands here
     try:
