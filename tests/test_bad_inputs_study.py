@@ -16,7 +16,8 @@ from models.__main__ import main as models_main
 from study.lock import LAUNCH_LOCK, TRIAL_LOCK, holding
 from study.storage import LocalStorage
 from tests import test_bad_inputs
-from tests.corpus import Case, _error, cell, check_case, cli, command, csv, launch_without_ray, study_record, trial
+from tests.corpus import (Case, _error, cell, check_case, cli, command, csv, launch_subprocess, launch_without_ray,
+                          study_record, trial)
 
 FLOAT32_SENTENCE = r"beyond float32's range \(largest magnitude 3\.403e\+38\), the type the beats are trained in"
 BUSY = (r"is in use by process \d+ on host \S+ since \S+ \(.*\): a second writer would mix its files with that "
@@ -90,6 +91,13 @@ CASES = [
     Case("--results is a file",
          lambda w, folder: launch_without_ray(w, "--results", file_in(folder)),
          r"^error: --results \S+a-file is a file; give a folder$"),
+    # --- resources no node has (a Ray of its own, 2 CPUs, no GPU: the launch must say so, not wait)
+    Case("a trial asking more CPUs than any node has",
+         lambda w, folder: launch_subprocess(w, "--num-cpus", 2, "--cpus-per-trial", 4, "--name", "big",
+                                             "--tasks", "arrhythmia", "--models", "cnet", "--oversample", "none",
+                                             "--limit", 150, timeout=60),
+         r"^error: a trial asks for 4 CPU\(s\) \(--cpus-per-trial, --gpus-per-trial\), and the largest node of the "
+         r"cluster has 2 CPU\(s\), so no trial could ever start: ask for at most what a node has$"),
     # --- study folders and trial folders: one writer, and only a trial's own files
     Case("a second launch of a study in progress",
          lambda w, folder: held(w.results / "busy", LAUNCH_LOCK, launch_without_ray(w, "--name", "busy")),
