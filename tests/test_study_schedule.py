@@ -18,7 +18,7 @@ pytestmark = pytest.mark.slow  # one study of 40 s that every test here reads
 FLAGS = ["--profile", "smoke", "--tasks", "arrhythmia,mi", "--models", "cnet,seq,bilstm,bigru", "--oversample", "none",
          "--inits", "transfer", "--samples", "2", "--max-epochs", "4", "--limit", "200", "--seeds", "2",
          "--name", "schedule"]
-SECONDS = {"cnet": 0.3, "seq": 0.3, "bilstm": 1.5, "bigru": 1.5}  # the RNN cells outlast cnet by seconds, under load too
+SECONDS = {"cnet": 0.3, "seq": 0.3, "bilstm": 1.5, "bigru": 1.5}  # RNN cells outlast cnet by seconds, under load too
 FAILING = ("arrhythmia-seq-none-scratch",)
 
 
