@@ -86,10 +86,6 @@ def resolve_plan(args: argparse.Namespace) -> StudyPlan:
                for model, budget in profile.models.items() if model in args.models}
     budgets = {model: budget for model, budget in budgets.items() if budget}
     all_epochs = [*max_epochs.values(), *(e for b in budgets.values() for e in b.get("max_epochs", {}).values())]
-    demo = bool(args.demo) or len(missing) == len(wanted)  # demo data only where none of the CSVs is there
-    if args.split != "kaggle" and (demo or missing):
-        raise ValueError(f"--split {args.split} needs the MI task's CSVs in {args.input} too (demo data has no "
-                         "inter- or intra-patient split); or run --tasks arrhythmia.")
     name = args.name or args.profile
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):
         raise ValueError(f"--name {name!r} must be a plain folder name (letters, digits, '.', '_', '-'), "
@@ -103,7 +99,8 @@ def resolve_plan(args: argparse.Namespace) -> StudyPlan:
         limit=args.limit if args.limit is not None else (profile.limit if demo else None),
         data_seed=args.data_seed, search_seed=args.seed, cpus_per_trial=args.cpus_per_trial,
         gpus_per_trial=args.gpus_per_trial if args.gpus_per_trial is not None else -1.0,
-        max_concurrent=args.max_concurrent, transfer_mode=args.transfer_mode or profile.transfer_mode, split=args.split,
+        max_concurrent=args.max_concurrent, transfer_mode=args.transfer_mode or profile.transfer_mode,
+        split=args.split,
         batch_sizes=profile.batch_sizes, lr_range=profile.lr_range, budgets=budgets,
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"))
 
