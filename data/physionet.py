@@ -28,7 +28,8 @@ annotation symbol is not a beat. ptbdb: "Healthy control" -> normal, "Myocardial
 header's "Reason for admission"); records with another diagnosis are left out.
 
 Splits (mitdb): `intra` is a random 80/20 split stratified by class, as Kaggle's (beats of one patient land on both
-sides); `inter` is de Chazal et al.'s (2004) inter-patient split: DS1 trains, DS2 tests, paced records left out.
+sides); `inter` is de Chazal et al.'s (2004) inter-patient split: DS1 trains, DS2 tests, paced records left out
+(data.splits then draws validation as whole DS1 records: data/records.py).
 """
 
 import argparse
@@ -48,6 +49,7 @@ from data.constants import (ARRHYTHMIA_CLASSES, BEAT_LEN, MI_CLASSES, MITBIH_TES
 from data import DataError, entry
 from data.beats import kaggle_text
 from data.files import atomic_write, refuse_foreign, write_text
+from data.records import SIDE_COLUMNS, side_file
 
 DATABASES = ("mitdb", "ptbdb")
 SPLITS = ("intra", "inter")
@@ -335,13 +337,13 @@ def write_beats(path: Path, beats: Beats, class_names: tuple[str, ...], chunk: i
 
     def write_side(tmp: Path) -> None:
         with open(tmp, "w", newline="\n") as f:
-            f.write("row,record,sample,symbol,label\n")
+            f.write(",".join(SIDE_COLUMNS) + "\n")
             f.writelines(f"{i},{r},{s},{sym},{class_names[c]}\n"
                          for i, (r, s, sym, c) in enumerate(zip(beats.record, beats.sample.tolist(), beats.symbol,
                                                                 beats.y.tolist())))
 
     atomic_write(path, write_rows)
-    atomic_write(path.with_name(path.stem + ".beats.csv"), write_side)
+    atomic_write(side_file(path), write_side)
 
 
 def counts(y: np.ndarray, class_names: tuple[str, ...]) -> dict[str, int]:

@@ -4,7 +4,8 @@
     print(data.summary())
 
 arrhythmia: train and validation come from mitbih_train.csv (validation: `val_fraction`, stratified,
-    seeded); test is mitbih_test.csv.
+    seeded; in a folder data.physionet built with the inter-patient split, whole records: data/records.py);
+    test is mitbih_test.csv.
 mi: the pool is the rows of ptbdb_abnormal.csv followed by those of ptbdb_normal.csv; the test set is
     made exactly as the original project made it, `train_test_split(test_size=0.2, random_state=1,
     stratify=y)` over that pool, whatever the seed, so test sets are comparable with the published
@@ -31,6 +32,7 @@ from data.constants import (BEAT_LEN, KAGGLE_FILES, MITBIH_TEST, MITBIH_TRAIN, O
                             PHYSIONET_BUILD, PTB_NORMAL, TASK_CLASSES, TASK_FILES, TASKS)
 from data.demo import MANIFEST as DEMO_MANIFEST
 from data.oversample import oversample_arrays
+from data.records import read_records, record_split
 
 SPLIT_VERSION = 1  # bump when the way splits are drawn changes: it is part of every fingerprint
 MI_TEST_SIZE, MI_TEST_RANDOM_STATE = 0.2, 1  # the original project's split, kept for comparability
@@ -64,6 +66,7 @@ class TaskData:
     source: str  # "kaggle", "demo", or where else the files came from
     pools: dict = field(default_factory=dict)  # split name -> what its `index` counts rows of
     files: dict = field(default_factory=dict)  # source file name -> its sha256 (data.beats: its fingerprint)
+    val_records: tuple[str, ...] = ()  # validation by record (an inter-patient build): the records held out
 
     @property
     def num_classes(self) -> int:
@@ -74,8 +77,9 @@ class TaskData:
         def describe(split: Split) -> str:
             counts = split.counts(self.num_classes)
             return f"{len(split):,} (" + " ".join(f"{c} {n:,}" for c, n in zip(self.class_names, counts)) + ")"
+        by = f" (records {' '.join(self.val_records)})" if self.val_records else ""
         return (f"{self.task} [{self.source}, oversample={self.oversample}, seed={self.seed}]: "
-                f"train {describe(self.train)}, val {describe(self.val)}, test {describe(self.test)}")
+                f"train {describe(self.train)}, val {describe(self.val)}{by}, test {describe(self.test)}")
 
 
 def has_task_files(task: str, input_dir="input") -> bool:
@@ -93,6 +97,7 @@ def prepare_task(task: str, input_dir="input", *, seed: int = 0, val_fraction: f
     `<input_dir>/.cache`).
     """
     _check_task(task)
+    val_records: tuple[str, ...] = ()
     if oversample not in OVERSAMPLING:
         raise ValueError(f"unknown oversampling {oversample!r}; choose one of {', '.join(OVERSAMPLING)}")
     if not 0 < val_fraction < 1:
@@ -108,7 +113,11 @@ def prepare_task(task: str, input_dir="input", *, seed: int = 0, val_fraction: f
         pool, test_pool = files[MITBIH_TRAIN], files[MITBIH_TEST]
         x, y = pool.x, pool.y
         rows = _subsample(y, limit, seed)
-        train_idx, val_idx = _stratified_split(rows, y, val_fraction, seed, "validation")
+        if built_split(input_dir) == "inter":
+            records = read_records(input_dir / MITBIH_TRAIN, len(y))
+            train_idx, val_idx, val_records = record_split(rows, y, records, val_fraction, seed)
+        else:
+            train_idx, val_idx = _stratified_split(rows, y, val_fraction, seed, "validation")
         test_rows = _subsample(test_pool.y, limit, seed)
         test = _split(test_pool.x, test_pool.y, test_rows)
         pools = {"train": MITBIH_TRAIN, "val": MITBIH_TRAIN, "test": MITBIH_TEST}
@@ -129,7 +138,8 @@ def prepare_task(task: str, input_dir="input", *, seed: int = 0, val_fraction: f
     check_classes(task, train.y, TASK_CLASSES[task], " and ".join(files))
     check_overlap(task, train.x, test.x, lambda i: _where(pools["test"], test.index[i], files))
     split_key = {"version": SPLIT_VERSION, "task": task, "files": {n: f.sha256 for n, f in files.items()},
-                 "seed": int(seed), "val_fraction": float(val_fraction), "limit": limit}
+                 "seed": int(seed), "val_fraction": float(val_fraction), "limit": limit,
+                 **({"val_records": list(val_records)} if val_records else {})}
     split_fingerprint = _digest(split_key)
     plain_fingerprint = _digest({"split": split_fingerprint, "oversample": "none"})
     if oversample != "none":  # cached under the fingerprint of the data it starts from
@@ -143,7 +153,7 @@ def prepare_task(task: str, input_dir="input", *, seed: int = 0, val_fraction: f
                     class_names=TASK_CLASSES[task], oversample=oversample, seed=int(seed),
                     val_fraction=float(val_fraction), fingerprint=fingerprint,
                     source=describe_source(input_dir, files), pools=pools,
-                    files={name: f.sha256 for name, f in files.items()})
+                    files={name: f.sha256 for name, f in files.items()}, val_records=val_records)
 
 
 def _where(pool: str, index: int, files: dict) -> str:
@@ -158,7 +168,7 @@ def save_split_indices(data: TaskData, path) -> Path:
     """Write the source rows of every split (JSON, or .npz by suffix) so a result traces to its exact split."""
     info = {"format": "ecg-split-indices", "version": 1, "task": data.task, "fingerprint": data.fingerprint,
             "source": data.source, "seed": data.seed, "val_fraction": data.val_fraction,
-            "oversample": data.oversample, "pools": data.pools,
+            "oversample": data.oversample, "pools": data.pools, "val_records": list(data.val_records),
             "note": "0-based rows of each split's pool; -1 marks a synthetic oversampled beat"}
     splits = {"train": data.train.index, "val": data.val.index, "test": data.test.index}
     if Path(path).suffix == ".npz":
@@ -167,6 +177,15 @@ def save_split_indices(data: TaskData, path) -> Path:
                 np.savez(f, info=np.array(json.dumps(info)), **splits)
         return atomic_write(path, write)
     return write_text(path, json.dumps({**info, **{k: v.tolist() for k, v in splits.items()}}) + "\n")
+
+
+def built_split(input_dir: Path) -> str | None:
+    """The split of a mitdb folder data.physionet built ("intra" or "inter"); None for any other folder."""
+    try:
+        built = json.loads((Path(input_dir) / PHYSIONET_BUILD).read_text())
+        return built["split"] if built.get("db") == "mitdb" and built.get("split") in ("intra", "inter") else None
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
 
 
 def describe_source(input_dir: Path, files: dict[str, BeatFile]) -> str:

@@ -1,0 +1,79 @@
+"""Validation by record: the inter-patient protocol holds out whole training records, never beats of them.
+
+A PhysioNet build (data.physionet) writes beside each CSV a side file, `<stem>.beats.csv`, naming every row's
+record. With the `inter` split, de Chazal et al.'s (2004) DS1 trains and DS2 tests, and a validation set drawn from
+DS1's beats at random would be intra-patient: the epoch would be chosen on patients the model trains on. So there
+validation is whole DS1 records (data.splits.prepare_task calls `record_split`):
+
+  1. Records that hold more than half of some class's beats are kept for training where another record has that
+     class (record 208 holds 373 of DS1's 415 F beats: holding it out would leave training almost without F).
+  2. For each class, rarest first, while validation holds fewer than half its share of that class's beats (at
+     least one): a record that has the class, drawn at random (seeded, in proportion to its beats of the class)
+     among those rule 1 allows (among all that have it where it allows none).
+  3. Then records drawn at random (seeded; those of rule 1 last) until validation holds `fraction` of the beats.
+"""
+
+from pathlib import Path
+
+import numpy as np
+
+from data.beats import DataError
+
+SIDE_COLUMNS = ("row", "record", "sample", "symbol", "label")  # the side file's header, as data.physionet writes it
+
+
+def side_file(path: Path) -> Path:
+    """The side file beside a built CSV: mitbih_train.csv -> mitbih_train.beats.csv."""
+    path = Path(path)
+    return path.with_name(path.stem + ".beats.csv")
+
+
+def read_records(path: Path, rows: int) -> np.ndarray:
+    """Each row's record name (str array) from the side file of the CSV ``path``, which holds ``rows`` rows."""
+    side = side_file(path)
+    try:
+        lines = side.read_text().splitlines()
+    except OSError as error:
+        raise DataError(f"{side}: cannot be read ({error.strerror or error}); validation by record needs the side "
+                        "file data.physionet wrote beside the CSV: build the folder again") from None
+    if not lines or tuple(lines[0].split(",")) != SIDE_COLUMNS:
+        raise DataError(f"{side}: the header is not {','.join(SIDE_COLUMNS)}; build the folder again")
+    fields = [line.split(",") for line in lines[1:]]
+    if len(fields) != rows or any(len(f) != len(SIDE_COLUMNS) or f[0] != str(i) for i, f in enumerate(fields)):
+        bad = next((i for i, f in enumerate(fields) if len(f) != len(SIDE_COLUMNS) or f[0] != str(i)), None)
+        where = f"row {bad + 2} does not describe CSV row {bad}" if bad is not None else \
+            f"it describes {len(fields)} rows, the CSV holds {rows}"
+        raise DataError(f"{side}: {where}; build the folder again")
+    return np.array([f[1] for f in fields])
+
+
+def record_split(rows: np.ndarray, y: np.ndarray, records: np.ndarray, fraction: float,
+                 seed: int) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
+    """(training rows, validation rows, validation records) of ``rows``: whole records, as the module doc says."""
+    names, which = np.unique(records[rows], return_inverse=True)
+    if len(names) < 2:
+        raise DataError(f"validation by record needs at least two training records; the training file holds "
+                        f"{len(names)} ({', '.join(names)})")
+    classes = np.unique(y[rows])
+    table = np.zeros((len(names), int(classes.max()) + 1), dtype=np.int64)
+    np.add.at(table, (which, y[rows]), 1)
+    totals = table.sum(0)
+    dominant = (table > totals / 2).any(1)  # rule 1
+    rng = np.random.default_rng(seed)
+    chosen: list[int] = []
+    need = np.maximum(1, np.ceil(fraction * totals / 2))  # rule 2: half a class's share of validation
+    for c in sorted(classes, key=lambda c: (totals[c], c)):
+        while table[chosen, c].sum() < need[c] and len(chosen) + 1 < len(names):
+            having = [r for r in range(len(names)) if table[r, c] and r not in chosen]
+            allowed = [r for r in having if not dominant[r]] or having
+            if not allowed:
+                break
+            weights = table[allowed, c] / table[allowed, c].sum()
+            chosen.append(int(rng.choice(allowed, p=weights)))
+    order = rng.permutation(len(names))
+    rest = [int(r) for r in order if r not in chosen and not dominant[r]] + \
+        [int(r) for r in order if r not in chosen and dominant[r]]
+    while table[chosen].sum() < fraction * len(rows) and len(rest) > 1:  # rule 3; training keeps a record
+        chosen.append(rest.pop(0))
+    held = np.isin(which, chosen)
+    return rows[~held], rows[held], tuple(sorted(str(names[r]) for r in chosen))

@@ -1,0 +1,103 @@
+"""Validation by record (data/records.py): the inter-patient protocol never validates on training patients."""
+
+import json
+
+import numpy as np
+import pytest
+
+import data.physionet as pn
+from data import DataError, prepare_task
+from data.constants import MITBIH_TRAIN
+from data.records import read_records, record_split, side_file
+from tests.test_physionet import MITDB, regular, write_record
+
+
+def table(counts: dict[str, list[int]]):
+    """Rows of records with the given beats of each class: (rows, y, records)."""
+    y, records = [], []
+    for name, per_class in counts.items():
+        for label, n in enumerate(per_class):
+            y += [label] * n
+            records += [name] * n
+    return np.arange(len(y)), np.array(y), np.array(records)
+
+
+# classes N, S, V, F: "r9" holds most F beats; S and F are rare
+COUNTS = {"r1": [900, 10, 0, 0], "r2": [800, 0, 50, 2], "r3": [1000, 30, 20, 0], "r4": [700, 0, 0, 3],
+          "r5": [950, 5, 40, 0], "r6": [850, 0, 10, 0], "r7": [900, 20, 0, 0], "r8": [600, 0, 30, 1],
+          "r9": [750, 2, 200, 60]}
+
+
+def test_validation_is_whole_records_holds_every_class_and_the_share_asked():
+    rows, y, records = table(COUNTS)
+    train, val, held = record_split(rows, y, records, 0.1, seed=0)
+    assert not set(records[train]) & set(records[val]) and sorted(np.concatenate([train, val])) == list(rows)
+    assert set(records[val]) == set(held) and len(held) < len(COUNTS)
+    assert set(y[val]) == {0, 1, 2, 3}  # F too, though its main holder stays in training
+    assert "r9" not in held  # 60 of F's 66 beats: holding it out would leave training almost without F
+    assert len(val) >= 0.1 * len(rows)
+
+
+def test_the_records_drawn_follow_the_seed():
+    rows, y, records = table(COUNTS)
+    draws = {seed: record_split(rows, y, records, 0.1, seed)[2] for seed in range(6)}
+    assert draws[0] == record_split(rows, y, records, 0.1, 0)[2]
+    assert len(set(draws.values())) > 1
+
+
+def test_a_class_only_a_dominant_record_has_still_reaches_validation_and_training_keeps_a_record():
+    rows, y, records = table({"a": [500, 0], "b": [500, 9]})
+    train, val, held = record_split(rows, y, records, 0.5, seed=0)
+    assert held == ("b",) and set(records[train]) == {"a"}
+    with pytest.raises(DataError, match="at least two training records"):
+        record_split(*table({"a": [50, 5]}), 0.1, seed=0)
+
+
+@pytest.fixture
+def inter_build(tmp_path):
+    """A built inter-patient folder: DS1 records 101, 106, 108, 109 and DS2 records 100, 103."""
+    folder = tmp_path / "mitdb"
+    rng = np.random.default_rng(1)
+    for name in ("100", "101", "103", "106", "108", "109"):
+        peaks = regular(0.8, seconds=40)
+        write_record(folder, name, peaks, list(rng.choice(list("NNNNNNLRAVFQ"), size=len(peaks))), seconds=40)
+    pn.build("mitdb", folder, tmp_path / "inter", split="inter")
+    return tmp_path / "inter"
+
+
+@pytest.mark.filterwarnings("ignore::data.checks.DataWarning")  # the generated records share one waveform
+def test_prepare_task_validates_an_inter_build_on_records_it_does_not_train_on(inter_build):
+    data = prepare_task("arrhythmia", inter_build, seed=0, val_fraction=0.25)
+    records = read_records(inter_build / MITBIH_TRAIN, 49 * 4)
+    assert data.val_records and set(data.val_records) <= {"101", "106", "108", "109"}
+    assert not set(records[data.train.index]) & set(records[data.val.index])
+    assert set(records[data.val.index]) == set(data.val_records)
+    assert f"(records {' '.join(data.val_records)})" in data.summary()
+    again = prepare_task("arrhythmia", inter_build, seed=0, val_fraction=0.25, cache_dir=inter_build / "c2")
+    assert again.val_records == data.val_records and again.fingerprint == data.fingerprint
+    build = json.loads((inter_build / "physionet_build.json").read_text())
+    (inter_build / "physionet_build.json").write_text(json.dumps({**build, "split": "intra"}))
+    beats = prepare_task("arrhythmia", inter_build, seed=0, val_fraction=0.25)
+    assert beats.val_records == () and beats.fingerprint != data.fingerprint
+    assert set(records[beats.train.index]) & set(records[beats.val.index])  # beats of one record on both sides
+
+
+def test_a_side_file_that_does_not_fit_its_csv_is_one_sentence(inter_build):
+    side = side_file(inter_build / MITBIH_TRAIN)
+    side.write_text("\n".join(side.read_text().splitlines()[:-3]) + "\n")
+    with pytest.raises(DataError, match=r"mitbih_train.beats.csv: it describes \d+ rows, the CSV holds \d+; build"):
+        prepare_task("arrhythmia", inter_build, seed=0)
+    side.unlink()
+    with pytest.raises(DataError, match="mitbih_train.beats.csv: cannot be read .*side file"):
+        prepare_task("arrhythmia", inter_build, seed=0)
+
+
+@pytest.mark.skipif(not (MITDB / "RECORDS").is_file(), reason=f"no MIT-BIH records at {MITDB}")
+def test_real_ds1_validation_records_hold_n_s_v_and_f_and_leave_record_208_to_training():
+    with pytest.warns(pn.PhysioNetWarning):
+        beats, _ = pn.read_database(MITDB, "mitdb")
+    train, _ = pn.split_inter(beats.record)
+    for seed in (0, 1, 2):
+        rest, val, held = record_split(train, beats.y, beats.record, 0.1, seed)
+        assert not set(beats.record[rest]) & set(held) and "208" not in held
+        assert {0, 1, 2, 3} <= set(beats.y[val])  # N, S, V, F
