@@ -17,7 +17,8 @@ from data import entry
 from data.files import WriteError, is_temporary
 from study import launch, plan, report
 from study.metrics import selection_key
-from study.config import DEVICES, PRECISIONS, TRIAL_FILES, TrialConfig
+from study.config import (DEVICES, OPTIMIZERS, PRECISIONS, RECIPES, SCHEDULES, TRIAL_FILES, TrialConfig,
+                          describe_recipe)
 from study.lock import TRIAL_LOCK, FolderBusy, holding
 from study.storage import LocalStorage
 
@@ -93,7 +94,9 @@ def add_trial_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--transfer-mode", choices=TRANSFER_MODES, default="frozen",
                         help="with a transfer --init: freeze the body (the original) or fine-tune it at a lower rate")
     parser.add_argument("--epochs", type=positive_int, default=40, help="default: 40, as the original")
-    parser.add_argument("--lr", type=positive_float, default=1e-3, help="Adam learning rate (default: 0.001)")
+    parser.add_argument("--lr", type=positive_float, default=1e-3,
+                        help="learning rate (default: 0.001); a schedule scales it an epoch")
+    add_recipe_arguments(parser)
     parser.add_argument("--batch-size", type=positive_int, default=256, help="default: 256")
     parser.add_argument("--seed", type=seed, default=0, help="seed of weights and batch order")
     parser.add_argument("--patience", type=non_negative_int, default=0,
@@ -105,6 +108,23 @@ def add_trial_arguments(parser: argparse.ArgumentParser) -> None:
                         help="trial folder (default: runs/TASK-MODEL-OVERSAMPLE-INIT-sSEED); "
                              "an existing one is continued")
     add_data_arguments(parser)
+
+
+def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
+    """--recipe and the flags that change one of its fields (study/config.py: RECIPES)."""
+    parser.add_argument("--recipe", choices=sorted(RECIPES), default="default",
+                        help="default: " + describe_recipe(RECIPES["default"]) + "; original: the original "
+                        "project's plain Adam at a constant rate. The flags below change one field of it")
+    parser.add_argument("--optimizer", choices=OPTIMIZERS, default=None)
+    parser.add_argument("--weight-decay", type=non_negative_float, default=None, help="0 turns it off")
+    parser.add_argument("--schedule", choices=SCHEDULES, default=None, help="constant turns it off")
+    parser.add_argument("--warmup-epochs", type=non_negative_int, default=None, help="cosine's warm-up epochs")
+
+
+def recipe_fields(args: argparse.Namespace) -> dict:
+    """The optimizer fields of a TrialConfig: the --recipe's, each changed where its own flag is given."""
+    given = {name: getattr(args, name) for name in RECIPES[args.recipe]}
+    return {**RECIPES[args.recipe], **{name: value for name, value in given.items() if value is not None}}
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -135,7 +155,7 @@ def run_trial_command(args: argparse.Namespace) -> int:
                          transfer_mode=args.transfer_mode, epochs=args.epochs, lr=args.lr,
                          batch_size=args.batch_size, seed=args.seed, data_seed=args.data_seed,
                          val_fraction=args.val_fraction, limit=args.limit, patience=args.patience,
-                         device=args.device, precision=args.precision)
+                         device=args.device, precision=args.precision, **recipe_fields(args))
     if config.is_transfer:
         from study.trial import build_trial_model
 
@@ -147,7 +167,8 @@ def run_trial_command(args: argparse.Namespace) -> int:
                         val_fraction=config.val_fraction, oversample=config.oversample, cache_dir=args.cache,
                         limit=config.limit)
     print(f"{config.task} / {config.model} / oversample {config.oversample} / init {config.init}: {data.summary()}")
-    print(f"lr {config.lr:g}, batch {config.batch_size}, {config.epochs} epochs, seed {config.seed} -> {out}")
+    print(f"lr {config.lr:g}, batch {config.batch_size}, {config.epochs} epochs, seed {config.seed}, "
+          f"recipe {config.recipe} -> {out}")
     started = time.perf_counter()
     with holding(LocalStorage(Path(out)), TRIAL_LOCK, "trial folder"):
         check_trial_folder(Path(out))  # again, under the lock

@@ -1,6 +1,7 @@
 """One frozen dataclass for a trial's configuration, built once at the edge (CLI or Ray Tune) and passed down."""
 
 import dataclasses
+import math
 from dataclasses import dataclass
 
 from data.constants import OVERSAMPLING, TASKS, TRANSFER_MODES
@@ -14,6 +15,15 @@ TRIAL_FILES = (CONFIG_FILE, EPOCHS_FILE, FINAL_FILE, BEST_FILE, LAST_FILE, SPLIT
 
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("auto", "fp32", "bf16")
+OPTIMIZERS = ("adamw", "adam")  # adamw: decoupled weight decay (Loshchilov & Hutter); adam: the original's
+SCHEDULES = ("cosine", "constant")  # the learning rate an epoch: see lr_factor
+
+# A recipe is a named set of the optimizer fields below. "default" was chosen on validation macro F1 (the
+# PhysioNet intra build, bench/RESULTS.md "quality"); "original" is the original project's plain Adam at one rate.
+RECIPES = {
+    "default": {"optimizer": "adamw", "weight_decay": 1e-2, "schedule": "cosine", "warmup_epochs": 2},
+    "original": {"optimizer": "adam", "weight_decay": 0.0, "schedule": "constant", "warmup_epochs": 0},
+}
 
 
 @dataclass(frozen=True)
@@ -34,6 +44,10 @@ class TrialConfig:
     limit: int | None = None  # keep at most this many beats of each source file (debugging runs)
     patience: int = 0  # epochs without a better validation metric before stopping; 0 = never stop early
     finetune_lr_scale: float = 0.1
+    optimizer: str = RECIPES["default"]["optimizer"]
+    weight_decay: float = RECIPES["default"]["weight_decay"]  # AdamW's decoupled decay; adam: L2 in the gradient
+    schedule: str = RECIPES["default"]["schedule"]
+    warmup_epochs: int = RECIPES["default"]["warmup_epochs"]  # cosine: epochs of linear warm-up first
     device: str = "auto"
     precision: str = "auto"  # auto: bf16 autocast where the device computes bf16 natively, else fp32
     eval_batch_size: int = 4096
@@ -54,14 +68,19 @@ class TrialConfig:
         one_of("transfer_mode", self.transfer_mode, TRANSFER_MODES)
         one_of("device", self.device, DEVICES)
         one_of("precision", self.precision, PRECISIONS)
+        one_of("optimizer", self.optimizer, OPTIMIZERS)
+        one_of("schedule", self.schedule, SCHEDULES)
         check(isinstance(self.init, str) and self.init != "", "init must be 'scratch' or a checkpoint path.")
-        for name in ("epochs", "batch_size", "eval_batch_size", "seed", "data_seed", "patience"):
+        for name in ("epochs", "batch_size", "eval_batch_size", "seed", "data_seed", "patience", "warmup_epochs"):
             check(isinstance(getattr(self, name), int) and not isinstance(getattr(self, name), bool),
                   f"{name} must be an integer; got {getattr(self, name)!r}.")
         check(self.epochs >= 1, f"epochs must be at least 1; got {self.epochs}.")
         check(self.batch_size >= 1, f"batch_size must be at least 1; got {self.batch_size}.")
         check(self.eval_batch_size >= 1, f"eval_batch_size must be at least 1; got {self.eval_batch_size}.")
         check(self.patience >= 0, f"patience must be 0 (off) or more; got {self.patience}.")
+        check(self.warmup_epochs >= 0, f"warmup_epochs must be 0 (none) or more; got {self.warmup_epochs}.")
+        check(isinstance(self.weight_decay, (int, float)) and 0 <= self.weight_decay < float("inf"),
+              f"weight_decay must be a number of at least 0; got {self.weight_decay!r}.")
         check(self.seed >= 0 and self.data_seed >= 0, "seeds must be non-negative integers.")
         check(isinstance(self.lr, (int, float)) and 0 < self.lr < float("inf"),
               f"lr must be a positive number; got {self.lr!r}.")
@@ -74,18 +93,53 @@ class TrialConfig:
     def is_transfer(self) -> bool:
         return self.init != "scratch"
 
+    @property
+    def recipe(self) -> str:
+        """The recipe's name where the optimizer fields are one of RECIPES, else a description of them."""
+        fields = {name: getattr(self, name) for name in RECIPES["default"]}
+        if self.schedule == "constant":
+            fields["warmup_epochs"] = 0  # a constant rate has no warm-up
+        for name, recipe in RECIPES.items():
+            if fields == recipe:
+                return name
+        return describe_recipe(fields)
+
+    def lr_factor(self, epoch: int) -> float:
+        """The share of ``lr`` that epoch ``epoch`` (1-based) trains at. constant: 1. cosine: a linear warm-up over
+        ``warmup_epochs`` (epoch e at e / (warmup + 1)), then half a cosine from 1 at the first epoch after it down
+        to (nearly) 0 after the last; it depends on ``epochs``, so a cosine trial is continued only at its length."""
+        if self.schedule == "constant":
+            return 1.0
+        warmup = min(self.warmup_epochs, self.epochs - 1)
+        if epoch <= warmup:
+            return epoch / (warmup + 1)
+        return 0.5 * (1 + math.cos(math.pi * (epoch - warmup - 1) / (self.epochs - warmup)))
+
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, values: dict) -> "TrialConfig":
-        """Build from a plain dict; an unknown key fails loudly rather than being ignored."""
+        """Build from a plain dict; an unknown key fails loudly rather than being ignored. A config written before
+        the recipe fields existed trained with the original's plain Adam, and is read so."""
         known = {field.name for field in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
             raise ValueError(f"Unknown trial config keys: {', '.join(unknown)}; "
                              f"valid keys: {', '.join(sorted(known))}.")
+        if "optimizer" not in values:
+            values = {**RECIPES["original"], **values}
         return cls(**values)
 
     def replace(self, **changes) -> "TrialConfig":
         return dataclasses.replace(self, **changes)
+
+
+def describe_recipe(fields: dict) -> str:
+    """The optimizer fields in words: "AdamW (weight decay 0.01), cosine after 2 warm-up epochs"."""
+    optimizer = {"adamw": "AdamW", "adam": "Adam"}[fields["optimizer"]]
+    decay = f" (weight decay {fields['weight_decay']:g})" if fields["weight_decay"] else ""
+    schedule = ("constant learning rate" if fields["schedule"] == "constant" else
+                f"cosine after {fields['warmup_epochs']} warm-up epoch{'s' * (fields['warmup_epochs'] != 1)}"
+                if fields["warmup_epochs"] else "cosine")
+    return f"{optimizer}{decay}, {schedule}"

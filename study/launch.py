@@ -22,7 +22,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 from data.files import is_temporary
-from study.config import TrialConfig
+from study.config import RECIPES, TrialConfig
 from study.grid import Cell
 from study.lock import LAUNCH_LOCK, holding
 from study.plan import StudyPlan, check_input, check_same_plan, resolve_plan, task_input
@@ -86,7 +86,8 @@ def cell_spec(cell: Cell, plan: StudyPlan, data: StudyData):
 
     trial = TrialConfig(task=cell.task, model=cell.model, oversample=plan.oversample_method(cell),
                         transfer_mode=plan.transfer_mode, epochs=plan.epochs(cell), seed=plan.search_seed,
-                        data_seed=plan.data_seed, limit=plan.limit_of(cell), patience=plan.patience)
+                        data_seed=plan.data_seed, limit=plan.limit_of(cell), patience=plan.patience,
+                        **RECIPES[plan.recipe])
     train = len(data.of(cell).train.y)
     return CellSpec(cell_id=cell.cell_id, data=data.key(cell), trial=trial.to_dict(),
                     source=cell.source.cell_id if cell.source else None, samples=plan.samples, seeds=plan.seeds,

@@ -11,6 +11,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from data.constants import TASKS
+from study.config import RECIPES, describe_recipe
 from study.grid import BATCH_SIZES, CELL_OVERSAMPLING, LR_RANGE, INITS, MODELS, PROFILES, SMOTE_METHODS, Cell, make_grid
 
 
@@ -41,6 +42,7 @@ class StudyPlan:
     lr_range: tuple[float, float] = LR_RANGE
     budgets: dict = field(default_factory=dict)  # model -> {"max_epochs": ..., "limit": ...}: its own budget
     split: str = "kaggle"  # arrhythmia beats: the Kaggle CSVs, or a PhysioNet build (intra / inter-patient)
+    recipe: str = "default"  # study/config.py RECIPES: how every trial trains (a study from before it: "original")
     created: str = field(default="", compare=False)
 
     def oversample_method(self, cell: Cell) -> str:
@@ -100,7 +102,7 @@ def resolve_plan(args: argparse.Namespace) -> StudyPlan:
         data_seed=args.data_seed, search_seed=args.seed, cpus_per_trial=args.cpus_per_trial,
         gpus_per_trial=args.gpus_per_trial if args.gpus_per_trial is not None else -1.0,
         max_concurrent=args.max_concurrent, transfer_mode=args.transfer_mode or profile.transfer_mode,
-        split=args.split,
+        split=args.split, recipe=args.recipe,
         batch_sizes=profile.batch_sizes, lr_range=profile.lr_range, budgets=budgets,
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"))
 
@@ -165,6 +167,8 @@ def check_same_plan(plan: StudyPlan, saved, location: str, ref: str) -> None:
                                       for f in fields(StudyPlan) if f.default is not MISSING
                                       or f.default_factory is not MISSING}))
     was = {**{k: v for k, v in defaults.items() if k not in saved.plan}, **saved.plan}
+    if "recipe" not in saved.plan:  # not the default: a study made before recipes existed trained with plain Adam
+        was["recipe"] = "original"
     if was.get("demo") is True and current["demo"] is False:
         raise ValueError(f"{location} holds study {plan.name!r} on demo data, and {plan.input} now holds the Kaggle "
                          "CSVs: use --name to start a study of them, or --demo to continue this one.")
@@ -232,6 +236,9 @@ def add_launch_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--transfer-mode", choices=("frozen", "finetune"), default=None,
                         help="how transfer cells train the arrhythmia body they load: frozen (the original's; the "
                              "paper profile's) or finetune at a lower rate (the smoke profile's)")
+    parser.add_argument("--recipe", choices=sorted(RECIPES), default="default",
+                        help="how every trial trains: default (" + describe_recipe(RECIPES["default"]) + ") or "
+                             "original (the original project's plain Adam at a constant rate)")
     parser.add_argument("--samples", type=positive_int, default=None, help="Optuna samples a cell")
     parser.add_argument("--max-epochs", type=epochs_by_task, default=None,
                         help="ASHA's maximum epochs: N for both tasks, or arrhythmia=N,mi=M")

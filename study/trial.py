@@ -40,6 +40,7 @@ from study.storage import fetch, is_uri
 
 STATE_FORMAT, STATE_VERSION = "ecg-study-trial-state", 1
 # Config fields that may differ when a trial is continued: they change how fast it runs, not what it computes.
+# A cosine schedule is drawn over the trial's epochs, so there its length is fixed too (see _load_state).
 RESUMABLE_CHANGES = {"epochs", "patience", "device", "eval_batch_size"}
 
 Report = Callable[[dict, Path], None]
@@ -114,11 +115,24 @@ def read_init(init: str) -> dict:
 
 
 def make_optimizer(model: nn.Module, config: TrialConfig) -> torch.optim.Optimizer:
+    """The recipe's optimizer. Each parameter group keeps its full rate as ``base_lr``; set_epoch_lr scales it."""
     if config.is_transfer and config.task == "mi" and config.transfer_mode == "finetune":
-        groups = [{"params": list(body_parameters(model)), "lr": config.lr * config.finetune_lr_scale},
-                  {"params": list(head_parameters(model)), "lr": config.lr}]
-        return torch.optim.Adam(groups, lr=config.lr)
-    return torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=config.lr)
+        groups = [{"params": list(body_parameters(model)), "base_lr": config.lr * config.finetune_lr_scale},
+                  {"params": list(head_parameters(model)), "base_lr": config.lr}]
+    else:
+        groups = [{"params": [p for p in model.parameters() if p.requires_grad], "base_lr": config.lr}]
+    for group in groups:
+        group["lr"] = group["base_lr"]
+    kind = torch.optim.AdamW if config.optimizer == "adamw" else torch.optim.Adam
+    return kind(groups, lr=config.lr, weight_decay=config.weight_decay)
+
+
+def set_epoch_lr(optimizer: torch.optim.Optimizer, config: TrialConfig, epoch: int) -> float:
+    """Set every group's rate for ``epoch`` from the schedule; returns the rate of the last group (the head's)."""
+    factor = config.lr_factor(epoch)
+    for group in optimizer.param_groups:
+        group["lr"] = group["base_lr"] * factor
+    return optimizer.param_groups[-1]["lr"]
 
 
 class TrainingDiverged(ValueError):
@@ -202,8 +216,9 @@ def _load_state(path: Path, config: TrialConfig, data: TaskData) -> dict:
     if not isinstance(state, dict) or state.get("format") != STATE_FORMAT or state.get("version") != STATE_VERSION:
         raise ValueError(f"{path} is not a resumable trial state of this version; move it away to start afresh.")
     saved = TrialConfig.from_dict(state["config"]).to_dict()
+    resumable = RESUMABLE_CHANGES - ({"epochs"} if config.schedule != "constant" else set())
     differences = [f"{key} {saved[key]!r} -> {value!r}" for key, value in config.to_dict().items()
-                   if key not in RESUMABLE_CHANGES and saved[key] != value]
+                   if key not in resumable and saved[key] != value]
     if differences:
         raise ValueError(f"{path.parent} holds a trial with another config ({'; '.join(differences)}); "
                          "use another output folder to start a new trial.")
@@ -281,6 +296,7 @@ def run_trial(config: TrialConfig, data: TaskData, out_dir: Path | str, *, repor
         if config.patience and stale_epochs >= config.patience:
             break  # early stopping: also holds when continuing a trial that had already stopped
         started = time.perf_counter()
+        lr = set_epoch_lr(optimizer, config, epoch)
         loss = train_one_epoch(model, optimizer, x_train, y_train, config.batch_size, config.task, generator, dtype,
                                epoch=epoch)
         train_seconds = time.perf_counter() - started
@@ -293,7 +309,7 @@ def run_trial(config: TrialConfig, data: TaskData, out_dir: Path | str, *, repor
         else:
             stale_epochs += 1
         seconds = time.perf_counter() - started
-        row = {"epoch": epoch, "train_loss": loss, "val_metric": value, **flat_metrics(val, "val"),
+        row = {"epoch": epoch, "lr": lr, "train_loss": loss, "val_metric": value, **flat_metrics(val, "val"),
                "best_epoch": best["epoch"], "best_val_metric": best["value"], "train_seconds": train_seconds,
                "seconds": seconds, "beats_per_s": len(y_train) / train_seconds}
         history.append(row)
@@ -305,7 +321,7 @@ def run_trial(config: TrialConfig, data: TaskData, out_dir: Path | str, *, repor
             "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
             "history": history, "best": best, "best_weights": best_weights, "stale_epochs": stale_epochs})
         _write_epochs_csv(out_dir / EPOCHS_FILE, history)
-        log(f"epoch {epoch:3d}/{config.epochs}  loss {loss:.4f}  val_{selection_key(config.task)} {value:.4f}"
+        log(f"epoch {epoch:3d}/{config.epochs}  lr {lr:.3g}  loss {loss:.4f}  val_{selection_key(config.task)} {value:.4f}"
             f"  (best {best['value']:.4f} @ {best['epoch']})  {seconds:.1f}s  {row['beats_per_s']:,.0f} beats/s")
         if report is not None:
             report(row, out_dir)
