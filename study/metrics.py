@@ -120,3 +120,15 @@ def one_class_value(support, task: str, class_names: tuple[str, ...]) -> float:
     y_true = np.repeat(np.arange(len(support)), np.asarray(support, dtype=np.int64))
     return max(selection_value(classification_metrics(y_true, np.full_like(y_true, c), class_names), task)
                for c in range(len(class_names)))
+
+
+AAMI_REPORTED = ("N", "S", "V", "F")  # de Chazal et al. 2004 report these; DS2 holds only a handful of Q beats
+
+
+def inter_patient_figures(metrics: dict) -> dict:
+    """An arrhythmia metrics dict the inter-patient way: sensitivity (recall) and positive predictive value
+    (precision) of N, S, V and F, and the macro F1 over those four classes."""
+    per_class = metrics["per_class"]
+    return {"sensitivity": {c: per_class[c]["recall"] for c in AAMI_REPORTED},
+            "ppv": {c: per_class[c]["precision"] for c in AAMI_REPORTED},
+            "macro_f1_nsvf": float(np.mean([per_class[c]["f1"] for c in AAMI_REPORTED]))}

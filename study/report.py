@@ -29,8 +29,9 @@ from tabulate import tabulate
 
 from data.constants import ARRHYTHMIA_CLASSES, MI_CLASSES, TASK_CLASSES, TASKS
 from data.files import atomic_write, write_text
+from study.config import RECIPES, describe_recipe
 from study.grid import CELL_OVERSAMPLING, INITS, MODELS, make_grid
-from study.metrics import SELECTION_NAME, harmonic_mean, one_class_value, selection_key
+from study.metrics import AAMI_REPORTED, SELECTION_NAME, harmonic_mean, one_class_value, selection_key
 from study.storage import LocalStorage, Storage, is_uri
 
 # Format version 2 (study/results.py) and the version 1 of studies run one Tuner a cell, with manifest.json.
@@ -606,6 +607,31 @@ def published_table(study: Study, published: dict) -> Table:
     return Table("vs_published", "3. Against the published numbers", headers, tuple(rows), notes)
 
 
+def inter_patient_table(study: Study) -> Table:
+    """Arrhythmia cells of an inter-patient study as de Chazal et al. (2004) report theirs: sensitivity and positive
+    predictive value of N, S, V and F, and the macro F1 over those four (DS2 holds only a handful of Q beats)."""
+    rows = []
+    for c in study.cells:
+        if c.task != "arrhythmia":
+            continue
+        head = [c.model, c.method, c.init_label]
+        if not c.ok:
+            rows.append(tuple(head + [c.status] + [None] * (2 * len(AAMI_REPORTED))))
+            continue
+        nsvf = Stat(tuple(math.fsum(c.test[f"f1/{k}"].values[i] for k in AAMI_REPORTED) / len(AAMI_REPORTED)
+                          for i in range(c.main.n)))
+        rows.append(tuple(head + [nsvf] + [c.test[f"{stat}/{k}"] for k in AAMI_REPORTED
+                                           for stat in ("recall", "precision")]))
+    headers = ("model", "oversampling", "init", "macro F1 N,S,V,F",
+               *(f"{name} {k}" for k in AAMI_REPORTED for name in ("Se", "+P")))
+    notes = ("The arrhythmia beats are de Chazal et al.'s inter-patient split: records DS1 train, records DS2 test, "
+             "and validation is whole DS1 records (data/records.py), so no figure here comes from a patient the model "
+             "trained or was selected on. **Se**: sensitivity (recall), **+P**: positive predictive value (precision), "
+             "of the test beats, percent, mean ± std over seeds. **macro F1 N,S,V,F**: the mean of those four "
+             "classes' F1 (Q apart, as de Chazal et al. did: DS2 holds only a handful of Q beats).")
+    return Table("inter_patient", "4. Inter-patient figures", headers, tuple(rows), notes)
+
+
 def summary_rows(study: Study) -> list[list[str]]:
     rows = []
     for c in study.cells:
@@ -1004,6 +1030,10 @@ def _header(study: Study) -> list[str]:
     if isinstance(fingerprints, dict) and fingerprints:
         facts.append("data fingerprints: " + ", ".join(f"{k} `{str(v)[:12]}`" for k, v in sorted(fingerprints.items())))
     facts.append(f"oversampling `smote` means: {study.smote_method}")
+    if isinstance(info.get("plan"), dict):
+        recipe = str(info["plan"].get("recipe", "original"))  # a study from before recipes: the original's
+        how = f" ({describe_recipe(RECIPES[recipe])})" if recipe in RECIPES else ""
+        facts.append(f"training recipe of every trial: {recipe}{how}")
     facts.append(f"{done} of {len(study.cells)} cells have results; {waiting} {NO_RESULT}"
                  + (f"; {bad} unreadable" if bad else ""))
     failed = [c for c in study.cells if c.ok and c.trials_failed]
@@ -1048,6 +1078,8 @@ def build_report(study_dir: Path | str | Storage, out_dir: Path | str | None = N
     for problem in study.problems if not quiet else ():
         print(f"report: {problem}", file=sys.stderr)
     tables = [original_layout_table(study), cells_table(study), published_table(study, load_published())]
+    if isinstance(study.info.get("plan"), dict) and study.info["plan"].get("split") == "inter":
+        tables.append(inter_patient_table(study))
     table_paths = {}
     for table in tables:
         md, csv_path = out / f"{table.name}.md", out / f"{table.name}.csv"

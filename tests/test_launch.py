@@ -181,6 +181,13 @@ def test_the_smoke_profile_gives_cnet_a_budget_it_learns_in_and_flags_override_i
     check_same_plan(paper, SimpleNamespace(cells=paper.cells, plan=before), "here", "here/study.json")
     with pytest.raises(ValueError, match=r"batch_sizes: \[64, 128, 256, 512, 1024\] -> \[64\]"):
         check_same_plan(smoke, SimpleNamespace(cells=smoke.cells, plan={**before, "profile": "smoke"}), "here", "x")
+    # ... except the recipe: a study from before recipes trained with plain Adam, whatever the default is now
+    no_recipe = {k: v for k, v in before.items() if k != "recipe"}
+    with pytest.raises(ValueError, match=r"recipe: 'original' -> 'default'"):
+        check_same_plan(paper, SimpleNamespace(cells=paper.cells, plan=no_recipe), "here", "x")
+    original = plan("--profile", "paper", "--recipe", "original")
+    check_same_plan(original, SimpleNamespace(cells=paper.cells, plan={**no_recipe, "created": original.created}),
+                    "here", "x")
 
 
 def test_bad_launch_flags_fail_with_a_sentence(capsys):

@@ -417,3 +417,26 @@ def test_without_a_folder_the_most_recently_changed_study_is_reported(tmp_path):
     assert report.latest_study(tmp_path / "both") == tmp_path / "both" / "new"
     with pytest.raises(FileNotFoundError, match="no study folder found"):
         report.latest_study(tmp_path / "empty")
+
+
+def test_an_inter_patient_study_gets_se_and_ppv_of_n_s_v_f_and_every_report_names_its_recipe(study_dir, tmp_path):
+    plain = build_report(study_dir, tmp_path / "plain", plots=False, quiet=True)
+    assert "inter_patient" not in plain.table_paths and "training recipe" not in plain.report_path.read_text()
+    info = json.loads((study_dir / "study.json").read_text())
+    (study_dir / "study.json").write_text(json.dumps({**info, "plan": {"split": "inter"}}))  # before recipes
+    result = build_report(study_dir, tmp_path / "inter", plots=False, quiet=True)
+    text = result.report_path.read_text()
+    assert "- training recipe of every trial: original (Adam, constant learning rate)" in text
+    assert "## 4. Inter-patient figures" in text
+    rows = read_csv(result.table_paths["inter_patient"][1])
+    assert [(r["model"], r["oversampling"]) for r in rows] == [("cnet", "none"), ("cnet", "smote-tomek"),
+                                                               ("seq", "none"), ("seq", "smote")]
+    cnet = rows[0]
+    # F1 of N, S, V, F: seed 0 (.99 .70 .90 .60) -> 79.75, seed 1 (.99 .66 .90 .62) -> 79.25; Se S .60 and .80
+    assert (cnet["macro F1 N,S,V,F mean"], cnet["macro F1 N,S,V,F std"]) == ("79.5000", "0.3536")
+    assert (cnet["Se S mean"], cnet["Se S std"], cnet["+P S mean"]) == ("70.0000", "14.1421", "70.0000")
+    assert rows[3]["macro F1 N,S,V,F mean"] == NO_RESULT
+    (study_dir / "study.json").write_text(json.dumps({**info, "plan": {"split": "kaggle", "recipe": "default"}}))
+    text = build_report(study_dir, tmp_path / "default", plots=False, quiet=True).report_path.read_text()
+    assert "- training recipe of every trial: default (AdamW (weight decay 0.01), cosine after 2 warm-up epochs)" in text
+    assert "Inter-patient" not in text
