@@ -15,6 +15,9 @@ from pathlib import Path
 import pytest
 
 from study import report
+from study.cli import main
+from study.report.plots import PLOT_FILES
+from study.report.reading import NOT_PLANNED
 from study.report import NO_RESULT, NOT_RUN, UNREADABLE, build_report, load_study, summary_table
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -222,7 +225,7 @@ def test_a_missing_cell_is_marked_in_every_table_not_dropped(study_dir, tmp_path
     layout = row_of(read_csv(result.table_paths["original_layout"][1]), model="seq", oversampling="smote",
                     metric="Precision")
     assert (layout["overall"], layout["S"]) == (NO_RESULT, "")
-    assert layout["MI (scratch)"] == report.NOT_PLANNED  # the fixture plans no MI cell with smote
+    assert layout["MI (scratch)"] == NOT_PLANNED  # the fixture plans no MI cell with smote
     text = result.report_path.read_text()
     assert "3 of 8 cells" not in text and "7 of 8 cells have results; 1 no result yet" in text
     assert "seq: no comparison yet (seq / smote / scratch: no result yet)." in text
@@ -300,7 +303,7 @@ def test_findings_are_computed_from_the_numbers(study_dir, tmp_path):
 
 def test_every_plot_is_a_valid_png_and_linked(study_dir, tmp_path):
     result = build_report(study_dir, tmp_path / "out", quiet=True)
-    assert set(result.plots) == set(report.PLOT_FILES)
+    assert set(result.plots) == set(PLOT_FILES)
     text = result.report_path.read_text()
     for path in result.plots.values():
         data = path.read_bytes()
@@ -355,10 +358,10 @@ def test_summary_table_and_command_line(study_dir, tmp_path, capsys):
     assert "arrhythmia-cnet-none-scratch" in text and "82.60 ± 0.28" in text
     assert ["arrhythmia-seq-smote-scratch", "no", "result", "yet"] in [line.split() for line in text.splitlines()]
     out = tmp_path / "cli"
-    assert report.main([str(study_dir), "--out", str(out), "--no-plots"]) == 0
+    assert main(["report", str(study_dir), "--out", str(out), "--no-plots"]) == 0
     assert (out / "report.md").exists() and not (out / "per_class_f1.png").exists()
     assert "report: " in capsys.readouterr().out
-    assert report.main([str(tmp_path / "nowhere")]) == 2
+    assert main(["report", str(tmp_path / "nowhere")]) == 2
 
 
 def test_the_summary_names_the_cells_no_better_than_one_class_for_every_beat(study_dir):
