@@ -26,5 +26,6 @@ KAGGLE_FILES = {
     PTB_ABNORMAL: (49378200, "27b4a37cd6dbcede0900cde3df02291f21e7538085d54e6b33abb91f4a5cf912"),
     PTB_NORMAL: (19016200, "033d355e76e9f65f692fa398c5b24e357d004fab328c97db5160591a2eafe48c"),
 }
+MODEL_NAMES = ("cnet", "seq", "bilstm", "bigru")  # models/registry.py builds each; here, so naming them imports no torch
 TRANSFER_MODES = ("frozen", "finetune")  # MI transfer: body frozen (the original) or fine-tuned
 PHYSIONET_BUILD = "physionet_build.json"  # written by data.physionet beside the CSVs it builds

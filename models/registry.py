@@ -5,7 +5,7 @@ from collections.abc import Callable
 
 from torch import nn
 
-from data.constants import TASK_CLASSES, TASKS
+from data.constants import MODEL_NAMES, TASK_CLASSES, TASKS
 from models.cnet import CNet
 from models.rnn import BiRNN
 from models.seq import SeqModel
@@ -19,7 +19,7 @@ _BUILDERS: dict[str, Callable[[int], nn.Module]] = {
     "bilstm": lambda n: BiRNN(n, cell="lstm"),
     "bigru": lambda n: BiRNN(n, cell="gru"),
 }
-MODEL_NAMES = tuple(_BUILDERS)
+assert tuple(_BUILDERS) == MODEL_NAMES, "data/constants.py names the models this registry builds"
 
 
 def list_models() -> list[str]:

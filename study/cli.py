@@ -19,53 +19,9 @@ from study import launch, plan, report
 from study.metrics import selection_key
 from study.config import (DEVICES, OPTIMIZERS, PRECISIONS, RECIPES, SCHEDULES, TRIAL_FILES, TrialConfig,
                           describe_recipe)
+from study.arguments import fraction, non_negative_float, non_negative_int, positive_float, positive_int, seed
 from study.lock import TRIAL_LOCK, FolderBusy, holding
 from study.storage import LocalStorage
-
-
-def positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, not {text}")
-    return value
-
-
-def non_negative_int(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be a whole number of at least 0, not {text}")
-    return value
-
-
-MAX_SEED = 2**31 - 1  # numpy, scikit-learn and Optuna take seeds below 2**32; a study adds its seed runs' count
-
-
-def seed(text: str) -> int:
-    value = int(text)
-    if not 0 <= value <= MAX_SEED:
-        raise argparse.ArgumentTypeError(f"must be a whole number from 0 to {MAX_SEED}, not {text}")
-    return value
-
-
-def positive_float(text: str) -> float:
-    value = float(text)
-    if not 0 < value < float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a positive number, not {text}")
-    return value
-
-
-def non_negative_float(text: str) -> float:
-    value = float(text)
-    if not 0 <= value < float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a number of at least 0, not {text}")
-    return value
-
-
-def fraction(text: str) -> float:
-    value = float(text)
-    if not 0 < value < 1:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 1, not {text}")
-    return value
 
 
 def add_data_arguments(parser: argparse.ArgumentParser) -> None:

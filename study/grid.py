@@ -2,10 +2,9 @@
 
 from dataclasses import dataclass, field
 
-from data.constants import TASKS
+from data.constants import MODEL_NAMES, TASKS
 from study.metrics import selection_key
 
-MODELS = ("cnet", "seq", "bilstm", "bigru")
 CELL_OVERSAMPLING = ("none", "smote")  # "smote" means --smote-method: smote or smote-tomek
 INITS = ("scratch", "transfer")
 SMOTE_METHODS = ("smote", "smote-tomek")
@@ -38,21 +37,42 @@ class Cell:
     @classmethod
     def from_id(cls, cell_id: str) -> "Cell":
         """The cell named ``task-model-oversampling-init``, e.g. ``mi-cnet-smote-transfer``."""
-        parts = cell_id.split("-") if isinstance(cell_id, str) else []
-        if (len(parts) != 4 or parts[0] not in TASKS or parts[1] not in MODELS or parts[2] not in CELL_OVERSAMPLING
+        try:
+            parts = split_cell_id(cell_id)
+        except ValueError:
+            parts = ()
+        if (len(parts) != 4 or parts[0] not in TASKS or parts[1] not in MODEL_NAMES or parts[2] not in CELL_OVERSAMPLING
                 or parts[3] not in INITS or parts[0] == "arrhythmia" and parts[3] == "transfer"):
             raise ValueError(f"{cell_id!r} is not a cell of the grid (task-model-oversampling-init, "
                              "e.g. mi-cnet-smote-transfer).")
         return cls(*parts)
 
 
-def make_grid(tasks=TASKS, models=MODELS, oversample=CELL_OVERSAMPLING, inits=INITS) -> list[Cell]:
+def split_cell_id(cell_id: str) -> tuple[str, str, str, str]:
+    """``"mi-cnet-smote-transfer"`` -> ("mi", "cnet", "smote", "transfer"), whether or not the parts are the grid's
+    (the report reads cells of other versions too); the oversampling may hold a hyphen."""
+    parts = cell_id.split("-") if isinstance(cell_id, str) else []
+    if len(parts) < 4 or not all(parts):
+        raise ValueError(f"cell id {cell_id!r} is not of the form task-model-oversample-init.")
+    return parts[0], parts[1], "-".join(parts[2:-1]), parts[-1]
+
+
+def grid_rank(task: str, model: str, oversample: str, init: str) -> tuple:
+    """The grid's order as a sort key: arrhythmia before MI (a transfer cell needs its source), then models,
+    oversampling and init as the grid lists them; values the grid does not know come after its own, by name."""
+    def rank(value, order):
+        return (order.index(value), "") if value in order else (len(order), value)
+
+    return rank(task, TASKS), rank(model, MODEL_NAMES), rank(oversample, CELL_OVERSAMPLING), rank(init, INITS)
+
+
+def make_grid(tasks=TASKS, models=MODEL_NAMES, oversample=CELL_OVERSAMPLING, inits=INITS) -> list[Cell]:
     """Arrhythmia cells first (transfer cells need their checkpoints), in the order the flags list them.
 
     Arrhythmia has no transfer cells; MI transfer cells pull in their arrhythmia source cell
     even when the arrhythmia task was not asked for, so a transfer cell never lacks its source.
     """
-    for name, values, valid in (("task", tasks, TASKS), ("model", models, MODELS),
+    for name, values, valid in (("task", tasks, TASKS), ("model", models, MODEL_NAMES),
                                 ("oversampling", oversample, CELL_OVERSAMPLING), ("init", inits, INITS)):
         unknown = [value for value in values if value not in valid]
         if unknown:

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from data.files import is_temporary
 from study.config import RECIPES, TrialConfig
-from study.grid import Cell
+from study.grid import Cell, grid_rank
 from study.lock import LAUNCH_LOCK, holding
 from study.plan import StudyPlan, check_input, check_same_plan, resolve_plan, task_input
 from study.results import EXPERIMENT, RUNGS_FILE, CellFailure, CellInfo, StudyFolder, StudyRecord, cell_file
@@ -107,6 +107,9 @@ def run_launch(args: argparse.Namespace, trainable=None) -> int:
     plan = resolve_plan(args)
     results = args.results if is_uri(args.results) else Path(args.results).resolve()
     folder = StudyFolder(Storage.at(results).child(plan.name))
+    if getattr(args, "resume", False) and not folder.store.exists("study.json"):  # before the lock writes anything
+        raise StudyError(f"--resume continues a study, and {folder.store.location} holds none: check --name and "
+                         "--results, or drop --resume to start this study")
     with holding(folder.store, LAUNCH_LOCK, "study folder", say=lambda line: print(line, flush=True)):
         return _launch(args, plan, folder, trainable)
 
@@ -118,7 +121,8 @@ def _launch(args: argparse.Namespace, plan: StudyPlan, folder: StudyFolder, trai
     if isinstance(folder.store, LocalStorage):  # an object store has no half-written files: a PUT is whole
         _remove_stale_temporaries(folder.store.root)
     # A relaunch with other cells adds them: the study's one experiment runs every planned cell without a result.
-    cells = sorted({Cell.from_id(i) for i in (*(saved.cells if saved else ()), *plan.cells)}, key=_grid_order)
+    cells = sorted({Cell.from_id(i) for i in (*(saved.cells if saved else ()), *plan.cells)},
+                   key=lambda c: grid_rank(c.task, c.model, c.oversample, c.init))
     done = {c.cell_id: r for c in cells if (r := folder.read_cell(c)) is not None}
     data = StudyData(plan)
     for cell_id in _recompute(args, plan.name, cells, done, data, saved, folder):
@@ -333,15 +337,6 @@ def _remove_stale_temporaries(root: Path) -> None:
         for path in root.rglob("*.tmp"):
             if is_temporary(path) and path.is_file():
                 path.unlink(missing_ok=True)
-
-
-def _grid_order(cell: Cell) -> tuple:
-    """Arrhythmia before MI (transfer needs its source), then models, oversampling and init as in the grid."""
-    from data.constants import TASKS
-    from study.grid import CELL_OVERSAMPLING, INITS, MODELS
-
-    return (TASKS.index(cell.task), MODELS.index(cell.model), CELL_OVERSAMPLING.index(cell.oversample),
-            INITS.index(cell.init))
 
 
 def _trial_dirname(trial) -> str:

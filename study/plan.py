@@ -10,9 +10,10 @@ from dataclasses import MISSING, asdict, dataclass, field, fields
 from datetime import datetime, timezone
 from pathlib import Path
 
-from data.constants import TASKS
+from data.constants import MODEL_NAMES, TASKS
+from study.arguments import non_negative_float, positive_float, positive_int, seed
 from study.config import RECIPES, describe_recipe
-from study.grid import BATCH_SIZES, CELL_OVERSAMPLING, LR_RANGE, INITS, MODELS, PROFILES, SMOTE_METHODS, Cell, make_grid
+from study.grid import BATCH_SIZES, CELL_OVERSAMPLING, LR_RANGE, INITS, PROFILES, SMOTE_METHODS, Cell, make_grid
 
 
 @dataclass(frozen=True)
@@ -198,8 +199,6 @@ def epochs_by_task(text: str) -> dict[str, int]:
 
 
 def add_launch_arguments(parser: argparse.ArgumentParser) -> None:
-    from study.cli import non_negative_float, positive_float, positive_int, seed
-
     def names(valid):
         def parse(text: str) -> list[str]:
             values = [v.strip() for v in text.split(",") if v.strip()]
@@ -225,7 +224,7 @@ def add_launch_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--demo-rows", type=positive_int, default=None, help="rows of the demo mitbih_train.csv")
     parser.add_argument("--limit", type=positive_int, default=None, help="beats kept of each CSV (stratified)")
     parser.add_argument("--tasks", type=names(TASKS), default=list(TASKS))
-    parser.add_argument("--models", type=names(MODELS), default=list(MODELS))
+    parser.add_argument("--models", type=names(MODEL_NAMES), default=list(MODEL_NAMES))
     parser.add_argument("--oversample", type=names(CELL_OVERSAMPLING), default=list(CELL_OVERSAMPLING))
     parser.add_argument("--inits", type=names(INITS), default=list(INITS))
     parser.add_argument("--split", choices=("kaggle", "intra", "inter"), default="kaggle",
@@ -259,4 +258,5 @@ def add_launch_arguments(parser: argparse.ArgumentParser) -> None:
                         help="run again the finished cells whose data changed since (and the transfer cells built "
                              "on them); without it such a study stops and names the changed files")
     parser.add_argument("--resume", action="store_true",
-                        help="continue the study (the default anyway: finished cells are never run again)")
+                        help="continue a study only: refuse to start a new one where the folder holds none (a "
+                             "mistyped --name or --results would otherwise start a study afresh)")

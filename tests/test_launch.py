@@ -202,6 +202,12 @@ def test_a_study_name_cannot_leave_the_results_folder(tmp_path, capsys):
     assert not (tmp_path / "escaped").exists() and not (tmp_path / "results").exists()
 
 
+def test_resume_continues_a_study_and_never_starts_one(tmp_path, capsys):
+    assert launch(tmp_path, "--resume", "--name", "typo") == 2
+    assert f"--resume continues a study, and {tmp_path / 'results' / 'typo'} holds none" in capsys.readouterr().err
+    assert not (tmp_path / "results").exists()
+
+
 def test_a_physionet_split_needs_its_build_and_reads_from_it(tmp_path, capsys):
     from data import write_demo
     from study.launch import task_input

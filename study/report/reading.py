@@ -9,8 +9,8 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from data.constants import ARRHYTHMIA_CLASSES, MI_CLASSES, TASKS
-from study.grid import CELL_OVERSAMPLING, INITS, MODELS, make_grid
+from data.constants import ARRHYTHMIA_CLASSES, MI_CLASSES
+from study.grid import grid_rank, make_grid, split_cell_id
 from study.metrics import harmonic_mean, selection_key
 from study.storage import LocalStorage, Storage
 
@@ -28,14 +28,6 @@ NOT_RUN = "not run by original"
 def full_grid() -> list[str]:
     """Every cell of the full study: 8 arrhythmia cells (scratch only) and 16 MI cells (scratch and transfer)."""
     return [cell.cell_id for cell in make_grid()]
-
-
-def parse_cell_id(cell_id: str) -> tuple[str, str, str, str]:
-    """``"mi-cnet-smote-transfer"`` -> ("mi", "cnet", "smote", "transfer"); oversampling may hold a hyphen."""
-    parts = cell_id.split("-")
-    if len(parts) < 4 or not all(parts):
-        raise ValueError(f"cell id {cell_id!r} is not of the form task-model-oversample-init.")
-    return parts[0], parts[1], "-".join(parts[2:-1]), parts[-1]
 
 
 @dataclass(frozen=True)
@@ -273,12 +265,8 @@ def _fill_cell(cell: ReportedCell, doc: dict) -> None:
 
 
 def _sort_key(cell: ReportedCell):
-    def rank(value, order):
-        return (order.index(value), "") if value in order else (len(order), value)
-
-    # The grid's order; cells of other models or variants found on disk come after the known ones.
-    return (rank(cell.task, TASKS), rank(cell.model, MODELS), rank(cell.oversample, CELL_OVERSAMPLING),
-            rank(cell.init, INITS), cell.cell_id)
+    """The grid's order; cells of other models or variants found on disk come after the known ones."""
+    return *grid_rank(cell.task, cell.model, cell.oversample, cell.init), cell.cell_id
 
 
 def load_study(study_dir: Path | str | Storage) -> ReportedStudy:
@@ -318,7 +306,7 @@ def load_study(study_dir: Path | str | Storage) -> ReportedStudy:
     cells: dict[str, ReportedCell] = {}
     for cell_id in planned_ids:
         try:
-            cells[cell_id] = ReportedCell(cell_id, *parse_cell_id(cell_id))
+            cells[cell_id] = ReportedCell(cell_id, *split_cell_id(cell_id))
         except ValueError as error:
             problems.append(f"{study_path} plans a cell that this report cannot place: {error}")
 
@@ -327,7 +315,7 @@ def load_study(study_dir: Path | str | Storage) -> ReportedStudy:
         path = store.ref(rel)
         cell_id = file_name.removesuffix(".json")
         try:
-            cell = cells.get(cell_id) or ReportedCell(cell_id, *parse_cell_id(cell_id), planned=False)
+            cell = cells.get(cell_id) or ReportedCell(cell_id, *split_cell_id(cell_id), planned=False)
         except ValueError as error:
             problems.append(f"{path} was skipped: its name is not a cell id, since {error}")
             continue
