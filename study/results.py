@@ -15,11 +15,12 @@ import types
 import typing
 from dataclasses import dataclass, field
 
+from data.constants import TASK_CLASSES
 from study.grid import Cell
 from study.metrics import selection_key
 from study.storage import Storage
 
-FORMAT_VERSION = 2  # of every file below; version 1 (one Tuner a cell, manifest.json) is read by the report only
+FORMAT_VERSION = 2  # of every file below; version 1 (one Tuner a cell, manifest.json) is read no more
 STUDY_FORMAT, CELL_FORMAT = "ecg-study", "ecg-study-cell"
 STUDY_FILE = "study.json"
 RUNGS_FILE = "tune/rungs.json"
@@ -108,9 +109,57 @@ class _Record:
             raise ResultError(f"{ref} was written by a version of this study of format {doc.get('version')!r}; this "
                               f"one reads version {FORMAT_VERSION}: continue it with that version, or use another --name.")
         try:
-            return _from_dict(cls, {k: v for k, v in doc.items() if k not in ("format", "version")})
+            record = _from_dict(cls, {k: v for k, v in doc.items() if k not in ("format", "version")})
+            record.check()
+            return record
         except ResultError as error:
             raise ResultError(f"{ref}: {error}.") from None
+
+    def check(self) -> None:
+        """What the field types cannot say (a record's figures are fractions, ...): raise ResultError."""
+
+
+def _fraction(value, where: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+        raise ResultError(f"field {where} is {value!r}, expected a fraction between 0 and 1")
+
+
+def _number(values: dict, key: str, where: str, kind) -> None:
+    value = values.get(key)
+    if key not in values:
+        raise ResultError(f"field {where}.{key} is missing")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0 or (kind is int and value != int(value)):
+        raise ResultError(f"field {where}.{key} is {value!r}, expected a positive {kind.__name__}")
+
+
+def check_metrics(metrics: dict, task: str, where: str) -> None:
+    """A split's metrics as study/metrics.py computes them: the macro figures, precision, recall and F1 of every
+    class of ``task``, the confusion matrix; for MI also those of the MI class, and AUROC (or None)."""
+    classes = TASK_CLASSES[task]
+
+    def fraction(values: dict, key: str, at: str) -> None:
+        if key not in values:
+            raise ResultError(f"field {at}.{key} is missing")
+        _fraction(values[key], f"{at}.{key}")
+
+    for key in ("accuracy", "macro_precision", "macro_recall", "macro_f1", *(("precision", "recall", "f1")
+                                                                           if task == "mi" else ())):
+        fraction(metrics, key, where)
+    if task == "mi" and metrics.get("auroc") is not None:
+        fraction(metrics, "auroc", where)
+    per_class = metrics.get("per_class")
+    if not isinstance(per_class, dict):
+        raise ResultError(f"field {where}.per_class is {per_class!r}, expected an object of the classes")
+    for name in classes:
+        if not isinstance(per_class.get(name), dict):
+            raise ResultError(f"field {where}.per_class.{name} is missing")
+        for stat in ("precision", "recall", "f1"):
+            fraction(per_class[name], stat, f"{where}.per_class.{name}")
+    matrix = metrics.get("confusion_matrix")
+    if (not isinstance(matrix, list) or len(matrix) != len(classes) or any(
+            not isinstance(row, list) or len(row) != len(classes)
+            or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in row) for row in matrix)):
+        raise ResultError(f"field {where}.confusion_matrix is not {len(classes)} x {len(classes)} counts")
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -193,6 +242,23 @@ class CellResult(_Record):
     wall_time_s: float  # from the cell's first trial's start to its result
     started: str
     finished: str
+
+    def check(self) -> None:
+        """Every figure a reader averages or plots is a fraction, the metrics of each seed's test split are
+        complete for the cell's task, the chosen configuration is a learning rate and a batch size."""
+        _number(self.best_config, "lr", "best_config", float)
+        _number(self.best_config, "batch_size", "best_config", int)
+        for i, trial in enumerate(self.trials):
+            if trial.val_metric is not None:
+                _fraction(trial.val_metric, f"trials[{i}].val_metric")
+        for i, point in enumerate(self.best_trial_curve):
+            _fraction(point.val_metric, f"best_trial_curve[{i}].val_metric")
+        for i, seed in enumerate(self.seeds):
+            key = selection_key(self.cell.task)
+            if key not in seed.val:
+                raise ResultError(f"field seeds[{i}].val.{key} is missing")
+            _fraction(seed.val[key], f"seeds[{i}].val.{key}")
+            check_metrics(seed.test, self.cell.task, f"seeds[{i}].test")
 
     @property
     def trials_stopped_early(self) -> int:

@@ -48,30 +48,35 @@ def mi_metrics(precision, recall, f1, accuracy):
     }
 
 
+RAN = {"started_at": 1.0, "finished_at": 126.0, "nodes": ["127.0.0.2"], "node_ids": ["node-a"]}
+
+
 def cell_doc(cell_id, seeds, *, transfer_mode="frozen", smote_method="smote-tomek"):
-    """seeds: [(test metric dict, val figure, epochs_run, best_epoch)]."""
+    """A cell result (study/results.py, format version 2); seeds: [(test metric dict, val figure, epochs_run,
+    best_epoch)]."""
     task, model, oversample, init = cell_id.split("-")
     key = "val_f1" if task == "mi" else "val_macro_f1"
+
+    def trial(trial_id, lr, batch_size, val_metric, epochs, stopped_early):
+        return {"trial_id": trial_id, "lr": lr, "batch_size": batch_size, "val_metric": val_metric, "epochs": epochs,
+                "stopped_early": stopped_early, "failed": False, "error": None, "ran": RAN}
+
     return {
-        "format": "ecg-study-cell", "version": 1, "study": "fixture", "cell_id": cell_id,
+        "format": "ecg-study-cell", "version": 2, "study": "fixture", "cell_id": cell_id,
         "cell": {"task": task, "model": model, "oversample": oversample,
                  "smote_method": smote_method if oversample != "none" else None, "init": init,
-                 "transfer_mode": transfer_mode if init == "transfer" else None},
+                 "transfer_mode": transfer_mode if init == "transfer" else None,
+                 "transfer_source": f"ckpt/{model}/best.pt" if init == "transfer" else None},
         "selection_metric": key,
         "best_config": {"lr": 0.001, "batch_size": 256},
-        "trials": [{"trial_id": "t0", "lr": 0.001, "batch_size": 256, "val_metric": 0.8, "epochs": 20,
-                    "stopped_early": False},
-                   {"trial_id": "t1", "lr": 0.0003, "batch_size": 64, "val_metric": 0.7, "epochs": 20,
-                    "stopped_early": False},
-                   {"trial_id": "t2", "lr": 0.01, "batch_size": 1024, "val_metric": 0.5, "epochs": 4,
-                    "stopped_early": True}],
-        "trials_run": 3, "trials_stopped_early": 1,
+        "trials": [trial("t0", 0.001, 256, 0.8, 20, False), trial("t1", 0.0003, 64, 0.7, 20, False),
+                   trial("t2", 0.01, 1024, 0.5, 4, True)],
         "best_trial_curve": [{"epoch": e, "train_loss": 1.0 / e, "val_metric": 0.5 + 0.1 * e} for e in (1, 2, 3)],
         "seeds": [{"seed": i, "epochs_run": epochs, "best_epoch": best,
                    "val": {("f1" if task == "mi" else "macro_f1"): val}, "test": test,
-                   "checkpoint": f"ckpt/{cell_id}/s{i}/best.pt"}
+                   "checkpoint": f"ckpt/{cell_id}/s{i}/best.pt", "ran": RAN}
                   for i, (test, val, epochs, best) in enumerate(seeds)],
-        "wall_time_s": 125.0, "best_checkpoint": f"ckpt/{cell_id}/s0/best.pt",
+        "data_fingerprint": "abc123", "wall_time_s": 125.0,
         "started": "2025-01-01T00:00:00+00:00", "finished": "2025-01-01T00:02:05+00:00",
     }
 
@@ -108,10 +113,9 @@ def make_study(root: Path, *, study_json=True) -> Path:
     (study / "cells").mkdir(parents=True)
     if study_json:
         (study / "study.json").write_text(json.dumps({
-            "format": "ecg-study", "version": 1, "name": "fixture", "profile": "test", "smote_method": "smote-tomek",
+            "format": "ecg-study", "version": 2, "name": "fixture", "profile": "test", "smote_method": "smote-tomek",
             "data": {"source": "demo", "input": "input/demo", "fingerprints": {"arrhythmia": "abc123", "mi": "def456"}},
-            "seed": 0, "created": "2025-01-01T00:00:00+00:00", "cells": PLANNED}))
-    (study / "manifest.json").write_text(json.dumps({"transfer_sources": {"cnet-none": "ckpt/cnet/best.pt"}}))
+            "seed": 0, "created": "2025-01-01T00:00:00+00:00", "cells": PLANNED, "plan": {"recipe": "default"}}))
     for cell_id, seeds in CELLS.items():
         (study / "cells" / f"{cell_id}.json").write_text(json.dumps(cell_doc(cell_id, seeds)))
     return study
@@ -241,7 +245,7 @@ def test_corrupt_and_unknown_version_files_are_named_and_the_rest_is_built(study
     assert len(result.problems) == 2
     assert result.problems[0].startswith(f"{corrupt} is not valid JSON (")
     assert result.problems[0].endswith("that cell is reported as unreadable.")
-    assert result.problems[1] == (f"{future} is 'ecg-study-cell' version 99, but this report reads only versions 1 and 2; "
+    assert result.problems[1] == (f"{future} is 'ecg-study-cell' version 99, but this report reads only version 2; "
                                   "that cell is reported as unreadable.")
     err = capsys.readouterr().err
     text = result.report_path.read_text()
@@ -260,8 +264,30 @@ def test_a_field_of_the_wrong_kind_is_a_problem_not_a_crash(study_dir, tmp_path)
     doc["seeds"][0]["test"]["f1"] = 94.0  # a percentage where a fraction belongs
     path.write_text(json.dumps(doc))
     result = build_report(study_dir, tmp_path / "out", plots=False, quiet=True)
-    assert result.problems == [f"{path} has seeds[0].test.f1 = 94.0, not a fraction between 0 and 1; "
+    assert result.problems == [f"{path}: field seeds[0].test.f1 is 94.0, expected a fraction between 0 and 1; "
                                "that cell is reported as unreadable."]
+
+
+@pytest.mark.parametrize("change, sentence", [
+    (lambda doc: doc["seeds"][1]["test"]["per_class"].pop("F"), "field seeds[1].test.per_class.F is missing"),
+    (lambda doc: doc.pop("wall_time_s"), "field wall_time_s is missing"),
+    (lambda doc: doc["trials"][0].update(batch_size="256"), "field trials[0].batch_size is '256', expected int"),
+    (lambda doc: doc.update(version=1), "was written by the version of this project that ran one Tuner a cell "
+                                        "(format version 1), which this report no longer reads: rebuild its report "
+                                        "with that version, or run the study again"),
+])
+def test_a_cell_file_with_a_missing_field_a_wrong_type_or_an_old_version_gets_one_sentence(study_dir, tmp_path,
+                                                                                              change, sentence):
+    path = study_dir / "cells" / "arrhythmia-cnet-none-scratch.json"
+    doc = json.loads(path.read_text())
+    change(doc)
+    path.write_text(json.dumps(doc))
+    result = build_report(study_dir, tmp_path / "out", plots=False, quiet=True)
+    assert len(result.problems) == 1 and sentence in result.problems[0] and str(path) in result.problems[0]
+    assert f"- {result.problems[0]}" in result.report_path.read_text().split("## Problems")[1]
+    rows = read_csv(result.table_paths["cells"][1])
+    assert row_of(rows, task="arrhythmia", model="cnet", oversampling="none")["test F1 mean"] == UNREADABLE
+    assert row_of(rows, task="arrhythmia", model="cnet", oversampling="smote-tomek")["test F1 mean"] == "86.6000"
 
 
 def test_without_study_json_the_plan_is_the_full_grid(tmp_path):
@@ -424,7 +450,7 @@ def test_without_a_folder_the_most_recently_changed_study_is_reported(tmp_path):
 
 def test_an_inter_patient_study_gets_se_and_ppv_of_n_s_v_f_and_every_report_names_its_recipe(study_dir, tmp_path):
     plain = build_report(study_dir, tmp_path / "plain", plots=False, quiet=True)
-    assert "inter_patient" not in plain.table_paths and "training recipe" not in plain.report_path.read_text()
+    assert "inter_patient" not in plain.table_paths
     info = json.loads((study_dir / "study.json").read_text())
     (study_dir / "study.json").write_text(json.dumps({**info, "plan": {"split": "inter"}}))  # before recipes
     result = build_report(study_dir, tmp_path / "inter", plots=False, quiet=True)

@@ -5,10 +5,10 @@
     python -m study report                                # the most recently changed study under results/
     python -m study report results/smoke --no-plots       # tables and findings only
 
-Reads only ``study.json`` and ``cells/*.json`` (their schema is study/results.py; ``manifest.json`` too in
-folders of format version 1): no Ray, no GPU, no retraining. A finished, partial or still-running study all work: a planned
-cell without a result file is marked "no result yet" in every table, never dropped. A result file that
-cannot be read gets one sentence in the report's Problems section and on stderr, and the rest is built.
+Reads only ``study.json`` and ``cells/*.json``, through study/results.py (their schema and one reader): no Ray,
+no GPU, no retraining. A finished, partial or still-running study all work: a planned cell without a result file
+is marked "no result yet" in every table, never dropped. A result file that cannot be read gets one sentence in
+the report's Problems section and on stderr, and the rest is built.
 
 Every figure is a test-set percentage, the mean over the cell's seeds of that figure computed on each
 seed's test predictions (std: sample standard deviation over seeds). Every table is written as Markdown

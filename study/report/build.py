@@ -28,8 +28,8 @@ class ReportResult:
 
 
 def _header(study: ReportedStudy) -> list[str]:
-    info = study.info
-    data = info.get("data") if isinstance(info.get("data"), dict) else {}
+    record = study.record
+    data = record.data if record is not None else {}
     done = sum(c.ok for c in study.cells)
     waiting = sum(c.status == NO_RESULT for c in study.cells)
     bad = sum(c.status == UNREADABLE for c in study.cells)
@@ -37,9 +37,8 @@ def _header(study: ReportedStudy) -> list[str]:
              f"Rebuilt by `python -m study report` from the files in `{study.directory}`; "
              "nothing was retrained. Every figure is a test-set percentage unless marked val.", ""]
     facts = []
-    if info:
-        facts.append(f"profile `{info.get('profile', 'not recorded')}`, base seed {info.get('seed', 'not recorded')}, "
-                     f"created {info.get('created', 'not recorded')}")
+    if record is not None:
+        facts.append(f"profile `{record.profile}`, base seed {record.seed}, created {record.created}")
     source = data.get("source", "not recorded")
     where = f" (input `{data['input']}`)" if data.get("input") else ""
     limit = f", at most {data['limit']} beats of each CSV" if data.get("limit") else ""
@@ -51,8 +50,8 @@ def _header(study: ReportedStudy) -> list[str]:
     if isinstance(fingerprints, dict) and fingerprints:
         facts.append("data fingerprints: " + ", ".join(f"{k} `{str(v)[:12]}`" for k, v in sorted(fingerprints.items())))
     facts.append(f"oversampling `smote` means: {study.smote_method}")
-    if isinstance(info.get("plan"), dict):
-        recipe = str(info["plan"].get("recipe", "original"))  # a study from before recipes: the original's
+    if record is not None:
+        recipe = str(record.plan.get("recipe", "original"))  # a study from before recipes: the original's
         how = f" ({describe_recipe(RECIPES[recipe])})" if recipe in RECIPES else ""
         facts.append(f"training recipe of every trial: {recipe}{how}")
     facts.append(f"{done} of {len(study.cells)} cells have results; {waiting} {NO_RESULT}"
@@ -61,9 +60,8 @@ def _header(study: ReportedStudy) -> list[str]:
     if failed:
         facts.append("search trials that failed before their first validation (counted in trials, not plotted "
                      "in colour): " + ", ".join(f"{c.cell_id} {c.trials_failed}" for c in failed))
-    sources = study.manifest.get("transfer_sources") or {
-        f"{c.model}-{c.oversample}": c.transfer_source for c in study.cells if c.ok and c.transfer_source}
-    if isinstance(sources, dict) and sources:
+    sources = {f"{c.model}-{c.oversample}": c.transfer_source for c in study.cells if c.ok and c.transfer_source}
+    if sources:
         facts.append("transfer sources: " + ", ".join(f"{k} `{v}`" for k, v in sorted(sources.items())))
     lines += [f"- {fact}" for fact in facts] + [f"- {note}" for note in study.notes]
     return lines
@@ -99,7 +97,7 @@ def build_report(study_dir: Path | str | Storage, out_dir: Path | str | None = N
     for problem in study.problems if not quiet else ():
         print(f"report: {problem}", file=sys.stderr)
     tables = [original_layout_table(study), cells_table(study), published_table(study, load_published())]
-    if isinstance(study.info.get("plan"), dict) and study.info["plan"].get("split") == "inter":
+    if study.record is not None and study.record.plan.get("split") == "inter":
         tables.append(inter_patient_table(study))
     table_paths = {}
     for table in tables:
