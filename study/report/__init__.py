@@ -14,14 +14,17 @@ Every figure is a test-set percentage, the mean over the cell's seeds of that fi
 seed's test predictions (std: sample standard deviation over seeds). Every table is written as Markdown
 and CSV and gathered, with the plots and the findings, in ``report.md``.
 
-The package: reading.py (a study folder as ReportedStudy), tables.py, findings.py, plots.py, and build.py (report.md,
-the files, the command line).
+In a notebook: ``study_frames(folder)`` gives pandas frames of its cells, seed runs and search trials (frames.py).
+
+The package: reading.py (a study folder as ReportedStudy), frames.py, tables.py, findings.py, plots.py, and build.py
+(report.md, the files, the command line).
 """
 
+from study.report.frames import StudyFrames, study_frames
 from study.report.build import ReportResult, add_report_arguments, build_report, default_out_dir, latest_study, run_report
 from study.report.reading import NO_RESULT, UNREADABLE, ReportedCell, ReportedStudy, Stat, load_study
 from study.report.tables import NOT_RUN, summary_table
 
-__all__ = ["NO_RESULT", "NOT_RUN", "UNREADABLE", "ReportResult", "ReportedCell", "ReportedStudy", "Stat",
+__all__ = ["NO_RESULT", "NOT_RUN", "UNREADABLE", "ReportResult", "ReportedCell", "ReportedStudy", "Stat", "StudyFrames",
            "add_report_arguments", "build_report", "default_out_dir", "latest_study", "load_study", "run_report",
-           "summary_table"]
+           "study_frames", "summary_table"]

@@ -79,6 +79,7 @@ class ReportedCell:
     confusion: list[list[int]] | None = None  # test confusion matrices summed over seeds
     curve: list[dict] = field(default_factory=list)  # best trial: [{"epoch", "train_loss", "val_metric"}]
     trials: list[dict] = field(default_factory=list)  # [{"lr", "batch_size", "val_metric", "stopped_early"}]
+    result: CellResult | None = None  # the cell file as read (study/report/frames.py builds its rows from it)
 
     @property
     def ok(self) -> bool:
@@ -179,6 +180,7 @@ def _fill_cell(cell: ReportedCell, result: CellResult) -> None:
     cell.trials_failed = sum(t.val_metric is None for t in result.trials)
     cell.curve = [{"epoch": p.epoch, "val_metric": p.val_metric} for p in result.best_trial_curve]
     cell.wall_time_s = result.wall_time_s
+    cell.result = result
     if not result.seeds:
         return  # the search ran but no seed has a test result yet: still "no result yet"
     columns: dict[str, list[float]] = {}
