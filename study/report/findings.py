@@ -28,7 +28,7 @@ def _best_findings(study: ReportedStudy, task: str) -> list[str]:
         spreads = [s for s in (best.main.std, second.main.std) if s is not None]
         text += f" The runner-up is {second.label} at {_pm(second.main)} %, {margin:.2f} points behind"
         if spreads:
-            relation = "less" if margin < max(spreads) else "more"
+            relation = "more" if margin > max(spreads) else "less" if margin < max(spreads) else "no more"
             text += f", {relation} than the larger seed-to-seed standard deviation of the two ({max(spreads):.2f})."
         else:
             text += "; with one seed there is no spread to compare that margin with."
