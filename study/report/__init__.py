@@ -20,9 +20,9 @@ The package: reading.py (a study folder as ReportedStudy), frames.py, tables.py,
 (report.md, the files, the command line).
 """
 
-from study.report.frames import StudyFrames, study_frames
+from study.report.frames import StudyFrames
 from study.report.build import ReportResult, add_report_arguments, build_report, default_out_dir, latest_study, run_report
-from study.report.reading import NO_RESULT, UNREADABLE, ReportedCell, ReportedStudy, Stat, load_study
+from study.report.reading import NO_RESULT, UNREADABLE, ReportedCell, ReportedStudy, Stat, load_study, study_frames
 from study.report.tables import NOT_RUN, summary_table
 
 __all__ = ["NO_RESULT", "NOT_RUN", "UNREADABLE", "ReportResult", "ReportedCell", "ReportedStudy", "Stat", "StudyFrames",

@@ -12,6 +12,7 @@ from pathlib import Path
 from data.constants import TASK_CLASSES
 from study.grid import grid_rank, make_grid, split_cell_id
 from study.metrics import harmonic_mean, selection_key
+from study.report.frames import StudyFrames, build_frames
 from study.results import FORMAT_VERSION, STUDY_FILE, CellResult, ResultError, StudyRecord, cell_file
 from study.storage import LocalStorage, Storage
 
@@ -116,6 +117,7 @@ class ReportedStudy:
     cells: list[ReportedCell]
     problems: list[str]
     notes: list[str]
+    frames: StudyFrames  # what the tables are built from
 
     def cell(self, task: str, model: str, oversample: str, init: str) -> ReportedCell | None:
         return self._by_id.get(f"{task}-{model}-{oversample}-{init}")
@@ -161,52 +163,55 @@ def _read(store: Storage, rel: str, kind, problems: list[str], what: str):
         return None
 
 
-def _fill_cell(cell: ReportedCell, result: CellResult) -> None:
-    """Copy what the report needs from a cell's result into ``cell`` (results.py has checked every figure)."""
-    info = result.cell
+def _check_identity(cell: ReportedCell, result: CellResult) -> None:
     for key in ("task", "model", "oversample", "init"):
-        if getattr(info, key) != getattr(cell, key):
-            raise ValueError(f"says cell.{key} is {getattr(info, key)!r}, but its name says {getattr(cell, key)!r}")
+        if getattr(result.cell, key) != getattr(cell, key):
+            raise ValueError(f"says cell.{key} is {getattr(result.cell, key)!r}, but its name says "
+                             f"{getattr(cell, key)!r}")
+
+
+def _fill_cell(cell: ReportedCell, result: CellResult, frames: StudyFrames) -> None:
+    """The figures of ``cell`` from its rows of ``frames`` (percentages, Stat over seeds); what the cell is (its
+    oversampling method, transfer mode and source) and its best trial's curve (for a plot) from its result."""
+    info = result.cell
     cell.smote_method = info.smote_method
     cell.transfer_mode = info.transfer_mode if cell.init == "transfer" else None
     cell.transfer_source = info.transfer_source if cell.init == "transfer" else None
-    cell.selection_metric = result.selection_metric
-    cell.lr = float(result.best_config["lr"])
-    cell.batch_size = int(result.best_config["batch_size"])
-    cell.trials = [{"lr": t.lr, "batch_size": t.batch_size, "val_metric": t.val_metric,  # None: failed early
-                    "stopped_early": t.stopped_early} for t in result.trials]
-    cell.trials_run = len(result.trials)
-    cell.trials_stopped_early = result.trials_stopped_early
-    cell.trials_failed = sum(t.val_metric is None for t in result.trials)
     cell.curve = [{"epoch": p.epoch, "val_metric": p.val_metric} for p in result.best_trial_curve]
-    cell.wall_time_s = result.wall_time_s
     cell.result = result
-    if not result.seeds:
+    row = frames.cells[frames.cells.cell_id == cell.cell_id].iloc[0]
+    cell.selection_metric = result.selection_metric
+    cell.lr, cell.batch_size = float(row.lr), int(row.batch_size)
+    trials = frames.trials[frames.trials.cell_id == cell.cell_id]
+    cell.trials = [{"lr": float(t.lr), "batch_size": int(t.batch_size),  # val_metric None: failed early
+                    "val_metric": None if math.isnan(t.val_metric) else float(t.val_metric),
+                    "stopped_early": bool(t.stopped_early)} for t in trials.itertuples()]
+    cell.trials_run, cell.trials_stopped_early = int(row.trials), int(row.trials_stopped_early)
+    cell.trials_failed = int(row.trials_failed)
+    cell.wall_time_s = float(row.wall_time_s)
+    seeds = frames.seeds[frames.seeds.cell_id == cell.cell_id]
+    if seeds.empty:
         return  # the search ran but no seed has a test result yet: still "no result yet"
-    columns: dict[str, list[float]] = {}
-    confusion = None
-    for seed in result.seeds:
-        test = seed.test
-        figures = {key: test[key] for key in ("accuracy", "macro_precision", "macro_recall", "macro_f1")}
-        # The original project's "overall" F1: the harmonic mean of macro precision and macro recall.
-        figures["overall_f1"] = harmonic_mean(figures["macro_precision"], figures["macro_recall"])
-        for name in TASK_CLASSES[cell.task]:
-            for stat in ("precision", "recall", "f1"):
-                figures[f"{stat}/{name}"] = test["per_class"][name][stat]
-        if cell.task == "mi":
-            figures.update({stat: test[stat] for stat in ("precision", "recall", "f1")})
-            if test.get("auroc") is not None:
-                figures["auroc"] = test["auroc"]
-        for key, value in figures.items():
-            columns.setdefault(key, []).append(100 * value)
-        matrix = test["confusion_matrix"]
-        confusion = matrix if confusion is None else [[a + b for a, b in zip(r, s)] for r, s in zip(confusion, matrix)]
-    cell.epochs_run = tuple(s.epochs_run for s in result.seeds)
-    cell.best_epochs = tuple(s.best_epoch for s in result.seeds)
+
+    def column(name: str) -> list[float] | None:
+        values = [float(v) for v in seeds[f"test_{name}"]] if f"test_{name}" in seeds else []
+        return None if not values or any(math.isnan(v) for v in values) else values
+
+    names = ["accuracy", "macro_precision", "macro_recall", "macro_f1"]
+    names += [f"{stat}_{c}" for c in TASK_CLASSES[cell.task] for stat in ("precision", "recall", "f1")]
+    names += ["precision", "recall", "f1", "auroc"] if cell.task == "mi" else []
+    columns = {name: column(name) for name in names}
+    # The original project's "overall" F1: the harmonic mean of macro precision and macro recall.
+    columns["overall_f1"] = [harmonic_mean(p, r) for p, r in zip(columns["macro_precision"], columns["macro_recall"])]
     # A figure some seeds lack (AUROC is None when a split holds one class) is not averaged at all.
-    cell.test = {key: Stat(tuple(values)) for key, values in columns.items() if len(values) == len(result.seeds)}
-    cell.val = Stat(tuple(100 * s.val[cell.main_key] for s in result.seeds))
-    cell.confusion = confusion
+    keys = {f"{stat}_{c}": f"{stat}/{c}" for c in TASK_CLASSES[cell.task] for stat in ("precision", "recall", "f1")}
+    cell.test = {keys.get(name, name): Stat(tuple(100 * v for v in values))
+                 for name, values in columns.items() if values is not None}
+    cell.val = Stat(tuple(100 * float(v) for v in seeds.val))
+    cell.epochs_run = tuple(int(v) for v in seeds.epochs_run)
+    cell.best_epochs = tuple(int(v) for v in seeds.best_epoch)
+    matrices = list(seeds.test_confusion_matrix)
+    cell.confusion = [[sum(m[i][j] for m in matrices) for j in range(len(matrices[0]))] for i in range(len(matrices[0]))]
     cell.status = OK
 
 
@@ -247,6 +252,7 @@ def load_study(study_dir: Path | str | Storage) -> ReportedStudy:
         except ValueError as error:
             problems.append(f"{study_path} plans a cell that this report cannot place: {error}")
 
+    results: dict[str, CellResult] = {}
     for file_name in cell_files:
         cell_id = file_name.removesuffix(".json")
         rel = cell_file(cell_id)
@@ -263,12 +269,18 @@ def load_study(study_dir: Path | str | Storage) -> ReportedStudy:
             cell.status = UNREADABLE
             continue
         try:
-            _fill_cell(cell, result)
+            _check_identity(cell, result)
         except ValueError as error:
-            # Start from a blank cell: nothing half-read from a bad file reaches a table or a plot.
-            cells[cell_id] = ReportedCell(cell_id, cell.task, cell.model, cell.oversample, cell.init,
-                                          planned=cell.planned, status=UNREADABLE)
+            cell.status = UNREADABLE
             problems.append(f"{path} {error}; {what}.")
+            continue
+        results[cell_id] = result
+    ordered = sorted(cells.values(), key=_sort_key)
+    frames = build_frames([(c.cell_id, c.task, c.model, c.oversample, c.init, c.status, results.get(c.cell_id))
+                           for c in ordered], tuple(problems))
+    for cell in ordered:
+        if cell.cell_id in results:
+            _fill_cell(cell, results[cell.cell_id], frames)
 
     extra = [c.cell_id for c in cells.values() if not c.planned]
     if extra and planned is not None:
@@ -276,4 +288,9 @@ def load_study(study_dir: Path | str | Storage) -> ReportedStudy:
                      f"{', '.join(sorted(extra))}.")
     default_name = store.root.resolve().name if isinstance(store, LocalStorage) else where.partition("?")[0].rsplit("/", 1)[-1]
     name = record.name if record is not None else default_name
-    return ReportedStudy(where, name, record, sorted(cells.values(), key=_sort_key), problems, notes)
+    return ReportedStudy(where, name, record, ordered, problems, notes, frames)
+
+
+def study_frames(study_dir: Path | str | Storage) -> StudyFrames:
+    """A study folder (local or a URI) as pandas frames of its cells, seed runs and search trials (frames.py)."""
+    return load_study(study_dir).frames
