@@ -11,6 +11,7 @@ bench/RESULTS.md is rewritten after each run. Stops with one line where the reco
 """
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -75,6 +76,26 @@ def inter_table(runs: dict, recipes: list[str]) -> list[str]:
     return lines
 
 
+def other_runs(runs: dict) -> list[str]:
+    """Finished runs under bench/_work/quality/ that this invocation did not make (another precision, a recipe tried
+    while choosing the default): listed as measured, so that what was tried stays on record."""
+    made = {Path(r["checkpoint"]).parent.name for r in runs.values()}
+    lines = []
+    for final_path in sorted(WORK.glob("*/final.json")):
+        if final_path.parent.name in made:
+            continue
+        final = json.loads(final_path.read_text())
+        config = TrialConfig.from_dict(final["config"])
+        autocast = json.loads((final_path.parent / "config.json").read_text())["runtime"]["autocast"]
+        lines.append(f"| {final_path.parent.name} | {config.recipe} | {autocast} | {config.seed} | {final['best_epoch']} | "
+                     f"{final['val']['macro_f1']:.4f} | {final['test']['macro_f1']:.4f} |")
+    if not lines:
+        return []
+    return ["", "### other runs found in bench/_work/quality/", "",
+            "| run | recipe | autocast | seed | best epoch | val macro F1 | test macro F1 |",
+            "|---|---|---|---|---:|---:|---:|", *lines]
+
+
 def write(runs: dict, recipes: list[str], args: argparse.Namespace, classes: tuple[str, ...], seconds: float) -> None:
     lines = [f"`cnet`, {args.epochs} epoch{'s' * (args.epochs != 1)}, lr 0.001, batch 256, {args.precision}, on the 48 MIT-BIH records built by data.physionet; "
              "the epoch is chosen on validation macro F1, test is evaluated once. Recipes: "
@@ -84,7 +105,7 @@ def write(runs: dict, recipes: list[str], args: argparse.Namespace, classes: tup
              *intra_table(runs, recipes, classes), "",
              "### inter (DS1 trains, DS2 tests; validation: whole DS1 records, data/records.py)", "",
              "Se: sensitivity, +P: positive predictive value, of the DS2 (test) beats, de Chazal et al.'s way.", "",
-             *inter_table(runs, recipes)]
+             *inter_table(runs, recipes), *other_runs(runs)]
     write_section("quality", "\n".join(lines))
 
 
