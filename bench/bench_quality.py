@@ -100,7 +100,9 @@ def write(runs: dict, recipes: list[str], args: argparse.Namespace, classes: tup
     lines = [f"`cnet`, {args.epochs} epoch{'s' * (args.epochs != 1)}, lr 0.001, batch 256, {args.precision}, on the 48 MIT-BIH records built by data.physionet; "
              "the epoch is chosen on validation macro F1, test is evaluated once. Recipes: "
              + "; ".join(f"**{name}**: {describe_recipe(CANDIDATES[name])}" for name in recipes)
-             + f". Wall time so far: {seconds / 60:.0f} min for {len(runs)} runs.", "",
+             + f". Training time of the {len(runs)} runs: {sum(r['minutes'] for r in runs.values()):.0f} min (this "
+             f"invocation: {seconds / 60:.0f} min; a run already finished is read, not trained again). The machine "
+             "ran other work beside them, so the minutes are not a speed figure.", "",
              "### intra (random 80/20 split of beats; validation 10% of the training beats)", "",
              *intra_table(runs, recipes, classes), "",
              "### inter (DS1 trains, DS2 tests; validation: whole DS1 records, data/records.py)", "",
