@@ -124,17 +124,22 @@ def test_record_without_mlii_falls_back_to_its_first_channel(tmp_path):
 
 # ---------------------------------------------------------------- build, files, splits
 
-@pytest.fixture
-def mitdb(tmp_path):
-    """Six records: DS1 101 and 106, DS2 100 and 103, paced 102 (no MLII), and 999 (no list), all classes."""
-    folder = tmp_path / "mitdb"
-    rng = np.random.default_rng(0)
-    for name in ("100", "101", "102", "103", "106", "999"):
+def write_records(folder: Path, names, alphabet: str = "NNNNNNLRAVFf/Q", seed: int = 0) -> Path:
+    """Records of 40 s, a beat every 0.8 s, their symbols drawn (seeded) from ``alphabet``; 102 lacks MLII, as in
+    MIT-BIH."""
+    rng = np.random.default_rng(seed)
+    for name in names:
         peaks = regular(0.8, seconds=40)
-        symbols = list(rng.choice(list("NNNNNNLRAVFf/Q"), size=len(peaks)))
+        symbols = list(rng.choice(list(alphabet), size=len(peaks)))
         write_record(folder, name, peaks, symbols, seconds=40,
                      leads=("V5", "V2") if name == "102" else ("MLII", "V1"))
     return folder
+
+
+@pytest.fixture
+def mitdb(tmp_path):
+    """Six records: DS1 101 and 106, DS2 100 and 103, paced 102 (no MLII), and 999 (no list), all classes."""
+    return write_records(tmp_path / "mitdb", ("100", "101", "102", "103", "106", "999"))
 
 
 def read_side(path: Path) -> list[dict]:

@@ -9,7 +9,7 @@ import data.physionet as pn
 from data import DataError, prepare_task
 from data.constants import MITBIH_TRAIN
 from data.records import read_records, record_split, side_file
-from tests.test_physionet import MITDB, regular, write_record
+from tests.test_physionet import MITDB, write_records
 
 
 def table(counts: dict[str, list[int]]):
@@ -56,11 +56,7 @@ def test_a_class_only_a_dominant_record_has_still_reaches_validation_and_trainin
 @pytest.fixture
 def inter_build(tmp_path):
     """A built inter-patient folder: DS1 records 101, 106, 108, 109 and DS2 records 100, 103."""
-    folder = tmp_path / "mitdb"
-    rng = np.random.default_rng(1)
-    for name in ("100", "101", "103", "106", "108", "109"):
-        peaks = regular(0.8, seconds=40)
-        write_record(folder, name, peaks, list(rng.choice(list("NNNNNNLRAVFQ"), size=len(peaks))), seconds=40)
+    folder = write_records(tmp_path / "mitdb", ("100", "101", "103", "106", "108", "109"), "NNNNNNLRAVFQ", seed=1)
     pn.build("mitdb", folder, tmp_path / "inter", split="inter")
     return tmp_path / "inter"
 
