@@ -40,7 +40,10 @@ def folder_name(split: str, fields: dict, epochs: int, seed: int, precision: str
 
 
 def mean_std(values: list[float]) -> str:
-    return f"{np.mean(values):.4f} ± {np.std(values):.4f}" if values else "–"
+    """Mean ± sample standard deviation (n - 1, as the report's); one value has no spread."""
+    if not values:
+        return "–"
+    return f"{np.mean(values):.4f}" + (f" ± {np.std(values, ddof=1):.4f}" if len(values) > 1 else "")
 
 
 def intra_table(runs: dict, recipes: list[str], classes: tuple[str, ...]) -> list[str]:
