@@ -39,11 +39,11 @@ def read_records(path: Path, rows: int) -> np.ndarray:
     if not lines or tuple(lines[0].split(",")) != SIDE_COLUMNS:
         raise DataError(f"{side}: the header is not {','.join(SIDE_COLUMNS)}; build the folder again")
     fields = [line.split(",") for line in lines[1:]]
-    if len(fields) != rows or any(len(f) != len(SIDE_COLUMNS) or f[0] != str(i) for i, f in enumerate(fields)):
-        bad = next((i for i, f in enumerate(fields) if len(f) != len(SIDE_COLUMNS) or f[0] != str(i)), None)
-        where = f"row {bad + 2} does not describe CSV row {bad}" if bad is not None else \
-            f"it describes {len(fields)} rows, the CSV holds {rows}"
-        raise DataError(f"{side}: {where}; build the folder again")
+    bad = next((i for i, f in enumerate(fields) if len(f) != len(SIDE_COLUMNS) or f[0] != str(i)), None)
+    if bad is not None:
+        raise DataError(f"{side}: row {bad + 2} does not describe CSV row {bad}; build the folder again")
+    if len(fields) != rows:
+        raise DataError(f"{side}: it describes {len(fields)} rows, the CSV holds {rows}; build the folder again")
     return np.array([f[1] for f in fields])
 
 

@@ -26,7 +26,7 @@ from study.config import RECIPES, TrialConfig
 from study.grid import Cell, grid_rank
 from study.lock import LAUNCH_LOCK, holding
 from study.plan import StudyPlan, check_input, check_same_plan, resolve_plan, task_input
-from study.results import EXPERIMENT, RUNGS_FILE, CellFailure, CellInfo, StudyFolder, StudyRecord, cell_file
+from study.results import EXPERIMENT, RUNGS_FILE, STUDY_FILE, CellFailure, CellInfo, StudyFolder, StudyRecord, cell_file
 from study.storage import LocalStorage, Storage, is_uri
 from study.tune import cluster
 
@@ -107,7 +107,7 @@ def run_launch(args: argparse.Namespace, trainable=None) -> int:
     plan = resolve_plan(args)
     results = args.results if is_uri(args.results) else Path(args.results).resolve()
     folder = StudyFolder(Storage.at(results).child(plan.name))
-    if getattr(args, "resume", False) and not folder.store.exists("study.json"):  # before the lock writes anything
+    if args.resume and not folder.store.exists(STUDY_FILE):  # before the lock writes anything
         raise StudyError(f"--resume continues a study, and {folder.store.location} holds none: check --name and "
                          "--results, or drop --resume to start this study")
     with holding(folder.store, LAUNCH_LOCK, "study folder", say=lambda line: print(line, flush=True)):

@@ -16,6 +16,9 @@ from study.config import RECIPES, describe_recipe
 from study.grid import BATCH_SIZES, CELL_OVERSAMPLING, LR_RANGE, INITS, PROFILES, SMOTE_METHODS, Cell, make_grid
 
 
+BEFORE = "before"  # a field's metadata: its value in a study made before the field existed (else its default)
+
+
 @dataclass(frozen=True)
 class StudyPlan:
     """Everything that decides what a study computes, resolved once from the profile and the flags."""
@@ -43,7 +46,8 @@ class StudyPlan:
     lr_range: tuple[float, float] = LR_RANGE
     budgets: dict = field(default_factory=dict)  # model -> {"max_epochs": ..., "limit": ...}: its own budget
     split: str = "kaggle"  # arrhythmia beats: the Kaggle CSVs, or a PhysioNet build (intra / inter-patient)
-    recipe: str = "default"  # study/config.py RECIPES: how every trial trains (a study from before it: "original")
+    # study/config.py RECIPES: how every trial trains. A study made before recipes existed trained with plain Adam.
+    recipe: str = field(default="default", metadata={BEFORE: "original"})
     created: str = field(default="", compare=False)
 
     def oversample_method(self, cell: Cell) -> str:
@@ -163,13 +167,11 @@ def check_same_plan(plan: StudyPlan, saved, location: str, ref: str) -> None:
             raise ValueError(f"{ref} lists {cell_id!r}, which is not a cell of the grid; "
                              "move the folder away or use another --name.") from None
     current = json.loads(json.dumps(asdict(plan)))
-    # A setting added since the study was made is as it was then where the study's value is its default.
-    defaults = json.loads(json.dumps({f.name: f.default if f.default_factory is MISSING else f.default_factory()
-                                      for f in fields(StudyPlan) if f.default is not MISSING
-                                      or f.default_factory is not MISSING}))
-    was = {**{k: v for k, v in defaults.items() if k not in saved.plan}, **saved.plan}
-    if "recipe" not in saved.plan:  # not the default: a study made before recipes existed trained with plain Adam
-        was["recipe"] = "original"
+    # A setting added since the study was made is as it was then: its default, or what its metadata says it was.
+    before = json.loads(json.dumps({
+        f.name: f.metadata.get(BEFORE, f.default if f.default_factory is MISSING else f.default_factory())
+        for f in fields(StudyPlan) if f.default is not MISSING or f.default_factory is not MISSING}))
+    was = {**{k: v for k, v in before.items() if k not in saved.plan}, **saved.plan}
     if was.get("demo") is True and current["demo"] is False:
         raise ValueError(f"{location} holds study {plan.name!r} on demo data, and {plan.input} now holds the Kaggle "
                          "CSVs: use --name to start a study of them, or --demo to continue this one.")
