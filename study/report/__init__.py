@@ -21,7 +21,8 @@ The package: reading.py (a study folder as ReportedStudy), frames.py, tables.py,
 """
 
 from study.report.frames import StudyFrames
-from study.report.build import ReportResult, add_report_arguments, build_report, default_out_dir, latest_study, run_report
+from study.report.build import (ReportResult, add_report_arguments, build_report, default_out_dir, latest_study,
+                                run_report)
 from study.report.reading import NO_RESULT, UNREADABLE, ReportedCell, ReportedStudy, Stat, load_study, study_frames
 from study.report.tables import NOT_RUN, summary_table
 

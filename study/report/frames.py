@@ -56,10 +56,9 @@ def _mean_std(values: list[float]) -> tuple[float, float]:
     return float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1 else np.nan
 
 
-def method_of(oversample: str, result: CellResult | None) -> str:
+def method_of(oversample: str, smote_method: str | None) -> str:
     """The oversampling that ran: "none", or what "smote" meant (smote or smote-tomek) where the cell recorded it."""
-    smote = result.cell.smote_method if result is not None else None
-    return smote if oversample != "none" and smote else oversample
+    return smote_method if oversample != "none" and smote_method else oversample
 
 
 def build_frames(cells: list[tuple[str, str, str, str, str, str, CellResult | None]],
@@ -68,7 +67,8 @@ def build_frames(cells: list[tuple[str, str, str, str, str, str, CellResult | No
     ``status`` is the reader's ("no result yet" or "unreadable (see Problems)") where ``result`` is None."""
     rows, seeds, trials = [], [], []
     for cell_id, task, model, oversample, init, status, result in cells:
-        head = {"cell_id": cell_id, "task": task, "model": model, "method": method_of(oversample, result), "init": init}
+        method = method_of(oversample, result.cell.smote_method if result is not None else None)
+        head = {"cell_id": cell_id, "task": task, "model": model, "method": method, "init": init}
         runs = result.seeds if result is not None else ()
         key = selection_key(task)
         for run in runs:

@@ -12,7 +12,7 @@ from pathlib import Path
 from data.constants import TASK_CLASSES
 from study.grid import grid_rank, make_grid, split_cell_id
 from study.metrics import harmonic_mean, selection_key
-from study.report.frames import StudyFrames, build_frames
+from study.report.frames import StudyFrames, build_frames, method_of
 from study.results import FORMAT_VERSION, STUDY_FILE, CellResult, ResultError, StudyRecord, cell_file
 from study.storage import LocalStorage, Storage
 
@@ -98,7 +98,7 @@ class ReportedCell:
     @property
     def method(self) -> str:
         """The oversampling that actually ran: "none", "smote" or "smote-tomek"."""
-        return self.smote_method if self.oversample != "none" and self.smote_method else self.oversample
+        return method_of(self.oversample, self.smote_method)
 
     @property
     def init_label(self) -> str:
@@ -211,7 +211,8 @@ def _fill_cell(cell: ReportedCell, result: CellResult, frames: StudyFrames) -> N
     cell.epochs_run = tuple(int(v) for v in seeds.epochs_run)
     cell.best_epochs = tuple(int(v) for v in seeds.best_epoch)
     matrices = list(seeds.test_confusion_matrix)
-    cell.confusion = [[sum(m[i][j] for m in matrices) for j in range(len(matrices[0]))] for i in range(len(matrices[0]))]
+    size = len(matrices[0])
+    cell.confusion = [[sum(m[i][j] for m in matrices) for j in range(size)] for i in range(size)]
     cell.status = OK
 
 
@@ -286,7 +287,8 @@ def load_study(study_dir: Path | str | Storage) -> ReportedStudy:
     if extra and planned is not None:
         notes.append(f"cells/ holds results for cells that study.json does not plan, reported too: "
                      f"{', '.join(sorted(extra))}.")
-    default_name = store.root.resolve().name if isinstance(store, LocalStorage) else where.partition("?")[0].rsplit("/", 1)[-1]
+    default_name = (store.root.resolve().name if isinstance(store, LocalStorage)
+                    else where.partition("?")[0].rsplit("/", 1)[-1])
     name = record.name if record is not None else default_name
     return ReportedStudy(where, name, record, ordered, problems, notes, frames)
 
