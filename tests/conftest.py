@@ -34,6 +34,12 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 import pytest
 
 
+def pytest_sessionfinish(session, exitstatus):
+    from tests.rays import end_ray
+
+    end_ray()
+
+
 def pytest_unconfigure(config):
     shutil.rmtree(SESSION_HOME, ignore_errors=True)
     RAY_TOKEN.unlink(missing_ok=True)
@@ -47,6 +53,14 @@ def demo_dir(tmp_path_factory):
     folder = tmp_path_factory.mktemp("demo-input")
     write_demo(folder, rows=3000, seed=0)
     return folder
+
+
+@pytest.fixture
+def ray_2cpu():
+    """A local Ray of 2 CPUs and no GPUs on loopback, shared by the tests that ask for it (tests/rays.py)."""
+    from tests.rays import shared_ray
+
+    return shared_ray()
 
 
 @pytest.fixture(scope="module")

@@ -27,6 +27,7 @@ import torch
 from study.cli import main
 from study.launch import run_launch
 from study.lock import TRIAL_LOCK
+from tests.rays import own_ray, shared_ray
 from tests.standins import launch_args, sleeping
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -99,6 +100,7 @@ def test_a_worker_node_removed_mid_trial_lets_the_trial_finish_on_the_other_node
     monkeypatch.delenv("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", raising=False)  # "0" refuses a second node
     monkeypatch.setenv("RAY_AUTH_MODE", "token")  # as a real cluster runs
     Config.initialize("")  # this process read RAY_AUTH_MODE when it imported Ray; the nodes' clients run in it
+    ray.shutdown()  # the suite's shared Ray, if this process runs it
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "node_ip_address": "127.0.0.2",
                                                             "include_dashboard": False})
     worker = cluster.add_node(num_cpus=1, node_ip_address="127.0.0.3")
@@ -254,14 +256,9 @@ DONE, NEXT = "arrhythmia-cnet-none-scratch", "arrhythmia-seq-none-scratch"
 @pytest.fixture(scope="module")
 def finished_study(tmp_path_factory) -> Path:
     """A study whose first cell (cnet) is done; each test continues a copy of it with a second cell (seq)."""
-    import ray
-
     root = tmp_path_factory.mktemp("finished")
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
-    try:
-        assert main([*STUDY, "--models", "cnet", "--input", str(root / "input"), "--results", str(root)]) == 0
-    finally:
-        ray.shutdown()
+    shared_ray()
+    assert main([*STUDY, "--models", "cnet", "--input", str(root / "input"), "--results", str(root)]) == 0
     return root
 
 
@@ -315,40 +312,33 @@ def test_a_study_whose_cells_folder_turns_read_only_stops_with_one_sentence(fini
 
 
 def test_a_study_whose_disk_fills_while_copying_a_final_checkpoint_stops_with_one_sentence_and_continues_later(
-        finished_study, tmp_path, capsys):
-    import ray
-
+        ray_2cpu, finished_study, tmp_path, capsys):
     study, kept = _copy_study(finished_study, tmp_path)
     target = study / "checkpoints" / NEXT / "seed0" / "best.pt"
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    # A file size limit on this process only (Ray's processes started before it): the driver's cell JSONs stay far
+    # below 800 kB, the seq model's best.pt (about 1.6 MB) does not fit. (Tune's copies of the trials' folders into
+    # tune/ fail too; Tune logs that and goes on.)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (800_000, hard))
     try:
-        soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
-        # A file size limit on this process only (Ray's processes started before it): the driver's cell JSONs
-        # stay far below 800 kB, the seq model's best.pt (about 1.6 MB) does not fit. (Tune's copies of the
-        # trials' folders into tune/ fail too; Tune logs that and goes on.)
-        resource.setrlimit(resource.RLIMIT_FSIZE, (800_000, hard))
-        try:
-            code = main(_continue_args(finished_study, tmp_path / "results"))
-        finally:
-            resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
-        assert code == 2
-        assert _last_line(capsys.readouterr().err) == (
-            f"error: could not write {target}: File too large (any earlier version of it is unchanged); "
-            "fix that and run the same command again to continue where it stopped")
-        _assert_study_intact(study, kept)
-        assert not target.exists()
-
-        # With room again, the same command finishes the study; the finished cell is kept as it was.
-        assert main(_continue_args(finished_study, tmp_path / "results")) == 0
+        code = main(_continue_args(finished_study, tmp_path / "results"))
     finally:
-        ray.shutdown()
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+    assert code == 2
+    assert _last_line(capsys.readouterr().err) == (
+        f"error: could not write {target}: File too large (any earlier version of it is unchanged); "
+        "fix that and run the same command again to continue where it stopped")
+    _assert_study_intact(study, kept)
+    assert not target.exists()
+
+    # With room again, the same command finishes the study; the finished cell is kept as it was.
+    assert main(_continue_args(finished_study, tmp_path / "results")) == 0
     assert f"{DONE}: done earlier, kept" in capsys.readouterr().out
     assert _kept(study) == kept
     assert json.loads((study / "cells" / f"{NEXT}.json").read_text())["seeds"] and target.exists()
 
 
 def test_a_trial_that_cannot_write_its_checkpoint_ends_the_study_with_the_reason(finished_study, tmp_path, capsys):
-    import ray
 
     def limit_file_size():  # nested, so Ray ships it by value to workers that cannot import this module
         import resource
@@ -357,13 +347,9 @@ def test_a_trial_that_cannot_write_its_checkpoint_ends_the_study_with_the_reason
 
     # Ray's workers (not Ray itself, whose object store is a file) get a 500 kB file size limit: a cnet
     # trial's last.pt (about 900 kB) fails in every attempt.
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False,
-             runtime_env={"worker_process_setup_hook": limit_file_size})
-    try:
+    with own_ray(num_cpus=2, runtime_env={"worker_process_setup_hook": limit_file_size}):
         code = main([*STUDY, "--models", "cnet", "--input", str(finished_study / "input"),
                      "--results", str(tmp_path / "results")])
-    finally:
-        ray.shutdown()
     assert code == 1
     line = _last_line(capsys.readouterr().err)
     assert line.startswith(f"error: 1 cell(s) of study 'io' did not finish: {DONE}: every search trial failed; the "

@@ -13,19 +13,10 @@ from study.cli import main
 from study.grid import make_grid
 from study.launch import run_launch
 from study.results import CellResult
+from tests.rays import own_ray
 from tests.standins import crashing_once, launch_args, sleeping
 
 TINY = ["--limit", "150", "--samples", "1", "--max-epochs", "1", "--seeds", "1"]
-
-
-@pytest.fixture
-def local_ray():
-    """A fresh Ray instance on loopback with 2 CPUs, shut down after the test."""
-    import ray
-
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
-    yield ray
-    ray.shutdown()
 
 
 def launch(tmp_path, *flags) -> int:
@@ -43,7 +34,7 @@ def cell_result(study: Path, cell_id: str) -> CellResult:
 
 
 @pytest.mark.slow
-def test_smoke_study_over_every_cell_writes_a_json_per_cell(local_ray, tmp_path, capsys):
+def test_smoke_study_over_every_cell_writes_a_json_per_cell(ray_2cpu, tmp_path, capsys):
     assert launch(tmp_path, *TINY, "--name", "all", "--transfer-mode", "frozen") == 0  # the body checked below
     study = tmp_path / "results" / "all"
     cells = cells_written(study)
@@ -78,18 +69,13 @@ def test_smoke_study_over_every_cell_writes_a_json_per_cell(local_ray, tmp_path,
 
 
 def test_four_half_gpu_trials_share_two_gpus_at_once(tmp_path):
-    import ray
-
     # No real GPU is needed: Ray schedules by the GPUs it is told about; the trials then run on the CPU.
-    ray.init(address="local", num_cpus=4, num_gpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
-    try:  # a stand-in trainable: what is tested is where Tune puts the trials
+    with own_ray(num_cpus=4, num_gpus=2):  # a stand-in trainable: what is tested is where Tune puts the trials
         code = run_launch(launch_args("--profile", "smoke", "--input", tmp_path / "input", "--results",
                                       tmp_path / "results", "--tasks", "arrhythmia", "--models", "cnet", "--oversample",
                                       "none", "--samples", "4", "--max-epochs", "3", "--limit", "1500", "--seeds", "1",
                                       "--gpus-per-trial", "0.5", "--name", "gpus"),
                           trainable=sleeping({"cnet": 0.5}))
-    finally:
-        ray.shutdown()
     assert code == 0
     trials = cells_written(tmp_path / "results" / "gpus")["arrhythmia-cnet-none-scratch"]["trials"]
     assert len(trials) == 4
@@ -98,18 +84,12 @@ def test_four_half_gpu_trials_share_two_gpus_at_once(tmp_path):
     assert latest_start < earliest_end, f"the four trials did not overlap: {trials}"
 
 
-def test_a_trial_that_crashes_once_is_retried_from_its_checkpoint(tmp_path):
-    import ray
-
+def test_a_trial_that_crashes_once_is_retried_from_its_checkpoint(ray_2cpu, tmp_path):
     marker = tmp_path / "crashed"
     args = launch_args("--profile", "smoke", "--input", tmp_path / "input", "--results", tmp_path / "results",
                        "--tasks", "arrhythmia", "--models", "cnet", "--oversample", "none", "--samples", "1",
                        "--max-epochs", "4", "--limit", "300", "--seeds", "1", "--name", "crash")
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
-    try:
-        code = run_launch(args, trainable=crashing_once(marker, epoch=2))
-    finally:
-        ray.shutdown()
+    code = run_launch(args, trainable=crashing_once(marker, epoch=2))
     assert code == 0 and marker.exists()
     study = tmp_path / "results" / "crash"
     assert cells_written(study)["arrhythmia-cnet-none-scratch"]["trials"][0]["epochs"] == 4
@@ -121,7 +101,7 @@ def test_a_trial_that_crashes_once_is_retried_from_its_checkpoint(tmp_path):
     assert progress[0]["attempt_started_at"].nunique() == 2  # two attempts: the crash and the retry
 
 
-def test_a_changed_plan_is_refused_for_an_existing_study(local_ray, tmp_path, capsys):
+def test_a_changed_plan_is_refused_for_an_existing_study(ray_2cpu, tmp_path, capsys):
     flags = ["--tasks", "arrhythmia", "--models", "cnet", "--oversample", "none", *TINY, "--name", "plan"]
     assert launch(tmp_path, *flags) == 0
     cell = tmp_path / "results" / "plan" / "cells" / "arrhythmia-cnet-none-scratch.json"

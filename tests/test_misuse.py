@@ -1,7 +1,7 @@
 """Misuse that needs more than one attempt to show (the one-attempt kind is the corpus, tests/test_bad_inputs*.py):
 a training loss that overflows, in a trial and in a study cell; a lock left by a holder that is gone; a relaunch
-on data changed or deleted since; trials asking for more than any node has. One local Ray of 2 CPUs (no GPU)
-serves the module."""
+on data changed or deleted since; trials asking for more than any node has. The suite's shared Ray of 2 CPUs (no
+GPU) serves the module."""
 
 import json
 import os
@@ -23,16 +23,6 @@ ONE_CELL = ["--tasks", "arrhythmia", "--models", "cnet", "--oversample", "none",
             "--samples", "1", "--seeds", "1", "--max-epochs", "1", "--limit", "150"]
 DIVERGED = (r"training diverged: the loss of epoch 1, batch \d+ of \d+ is (NaN|infinite) \(learning rate \S+, batch "
             r"size \d+\); the trial stopped without saving that epoch")
-
-
-@pytest.fixture(scope="module")
-def ray_2cpu():
-    import ray
-
-    ray.init(address="local", num_cpus=2, num_gpus=0, include_dashboard=False, log_to_driver=False,
-             configure_logging=False)
-    yield ray
-    ray.shutdown()
 
 
 def copy_input(demo_dir: Path, to: Path, scale_train: float = 1.0) -> Path:

@@ -16,6 +16,7 @@ from study.cli import main
 from study.launch import run_launch
 from study.results import StudyFolder
 from study.storage import LocalStorage, RemoteStorage, Storage, fetch, is_uri
+from tests.rays import own_ray
 from tests.standins import crashing_once, launch_args, standin_driver
 
 AWS_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
@@ -100,8 +101,6 @@ def test_bad_locations_fail_with_a_sentence(s3, tmp_path):
 
 @pytest.mark.slow
 def test_a_study_with_results_on_s3_runs_resumes_transfers_and_reports(s3, tmp_path, monkeypatch, capsys):
-    import ray
-
     from models import load_checkpoint
 
     marker = tmp_path / "crashed"
@@ -109,16 +108,14 @@ def test_a_study_with_results_on_s3_runs_resumes_transfers_and_reports(s3, tmp_p
     flags = ["launch", "--profile", "smoke", "--input", str(tmp_path / "input"), "--results", results,
              "--name", "remote", "--tasks", "arrhythmia,mi", "--models", "cnet", "--oversample", "none",
              "--limit", "150", "--samples", "1", "--max-epochs", "2", "--seeds", "1", "--transfer-mode", "frozen"]
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
-    monkeypatch.chdir(tmp_path)  # after ray.init (workers start in its folder): to see that nothing lands here
-    try:
+    # A Ray of its own, started after s3 set the endpoint and keys in the environment its workers inherit.
+    with own_ray(num_cpus=2):
+        monkeypatch.chdir(tmp_path)  # after ray.init (workers start in its folder): to see that nothing lands here
         # The first search trial crashes once, after epoch 1.
         assert run_launch(launch_args(*flags[1:]), trainable=crashing_once(marker, epoch=1)) == 0
         first = capsys.readouterr().out
         assert main(flags) == 0  # the same command again: every cell is found done on S3
         again = capsys.readouterr().out
-    finally:
-        ray.shutdown()
     assert marker.exists(), "the injected crash did not happen"
     assert f"results in {s3}/runs/remote" in first
     assert again.count("done earlier, kept") == 3

@@ -1,6 +1,8 @@
 """The study as one Tune experiment, scheduled across cells: a local Ray of 4 logical CPUs and a stand-in
 trainable that sleeps (tests/standins.py), so what is measured is the driver's scheduling, not training."""
 
+import contextlib
+import io
 import json
 from pathlib import Path
 
@@ -9,6 +11,7 @@ import pytest
 from study.launch import run_launch
 from study.results import StudyFolder, StudyRecord
 from study.storage import Storage
+from tests.rays import own_ray
 from tests.standins import launch_args, sleeping
 
 pytestmark = pytest.mark.slow  # one study of 40 s that every test here reads
@@ -25,20 +28,11 @@ FAILING = ("arrhythmia-seq-none-scratch",)
 @pytest.fixture(scope="module")
 def schedule(tmp_path_factory):
     """The study run once: (its folder, exit code, what it printed)."""
-    import ray
-
     root = tmp_path_factory.mktemp("schedule")
     args = launch_args(*FLAGS, "--input", root / "input", "--results", root / "results")
-    ray.init(address="local", num_cpus=4, include_dashboard=False, log_to_driver=False, configure_logging=False)
-    import contextlib
-    import io
-
     out, err = io.StringIO(), io.StringIO()
-    try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            code = run_launch(args, trainable=sleeping(SECONDS, failing=FAILING))
-    finally:
-        ray.shutdown()
+    with own_ray(num_cpus=4), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = run_launch(args, trainable=sleeping(SECONDS, failing=FAILING))
     return root / "results" / "schedule", code, out.getvalue() + err.getvalue()
 
 
