@@ -38,5 +38,6 @@ def end_ray() -> None:
     """Shut down whatever Ray this process runs (at the end of the session)."""
     import sys
 
-    if "ray" in sys.modules and sys.modules["ray"].is_initialized():
-        sys.modules["ray"].shutdown()
+    ray = sys.modules.get("ray")  # not imported: nothing to shut down, and no reason to import it
+    if ray is not None and ray.is_initialized():
+        ray.shutdown()

@@ -437,16 +437,11 @@ def finish(process: subprocess.Popen, workspace, log_name: str) -> str:
     return text
 
 
-def run_study(workspace, results: str) -> Path:
-    """An uninterrupted study; returns its folder."""
-    finish(start_study(workspace, results, results), workspace, results)
-    return (workspace[0] / results / NAME).resolve()
-
-
 @pytest.fixture(scope="module")
 def reference(workspace) -> Path:
     """The study run straight through: what a killed study must end up as."""
-    return run_study(workspace, "reference")
+    finish(start_study(workspace, "reference", "reference"), workspace, "reference")
+    return (workspace[0] / "reference" / NAME).resolve()
 
 
 def comparable_cell(doc: dict, study: Path) -> dict:

@@ -339,7 +339,6 @@ def test_a_study_whose_disk_fills_while_copying_a_final_checkpoint_stops_with_on
 
 
 def test_a_trial_that_cannot_write_its_checkpoint_ends_the_study_with_the_reason(finished_study, tmp_path, capsys):
-
     def limit_file_size():  # nested, so Ray ships it by value to workers that cannot import this module
         import resource
 
