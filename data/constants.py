@@ -13,6 +13,7 @@ MITBIH_TRAIN = "mitbih_train.csv"
 MITBIH_TEST = "mitbih_test.csv"
 PTB_NORMAL = "ptbdb_normal.csv"
 PTB_ABNORMAL = "ptbdb_abnormal.csv"
+DEMO_MANIFEST = "demo.json"  # beside demo CSVs: what data.demo wrote (data/demo.py)
 
 TASK_FILES = {"arrhythmia": (MITBIH_TRAIN, MITBIH_TEST), "mi": (PTB_NORMAL, PTB_ABNORMAL)}
 TASK_CLASSES = {"arrhythmia": ARRHYTHMIA_CLASSES, "mi": MI_CLASSES}

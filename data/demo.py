@@ -24,12 +24,12 @@ import numpy as np
 from data import entry
 from data.beats import kaggle_text
 from data.files import refuse_foreign, write_bytes
-from data.constants import (ARRHYTHMIA_CLASSES, BEAT_LEN, MITBIH_TEST, MITBIH_TRAIN, PTB_ABNORMAL,
+from data.constants import (ARRHYTHMIA_CLASSES, BEAT_LEN, DEMO_MANIFEST, MITBIH_TEST, MITBIH_TRAIN, PTB_ABNORMAL,
                             PTB_NORMAL)
 
 DEFAULT_ROWS = 2000
 MIN_ROWS = 100
-MANIFEST = "demo.json"
+MAX_ROWS = 1_000_000  # 4.7 GB of mitbih_train.csv, eleven times the real one
 ROW_BYTES = 4700  # 188 values of 24 characters, 187 commas, one newline
 
 # Class shares of the real files: MIT-BIH train (N, S, V, F, Q) and PTB (normal, abnormal).
@@ -190,13 +190,13 @@ def write_demo(out_dir, *, rows: int = DEFAULT_ROWS, seed: int = 0, replace: boo
     The same rows and seed give byte-identical files. CSVs of those names that no demo.json lists are not
     written over (ValueError) unless ``replace``.
     """
-    if int(rows) != rows or rows < MIN_ROWS:
-        raise ValueError(f"demo rows must be an integer of at least {MIN_ROWS}, got {rows!r}")
+    if int(rows) != rows or not MIN_ROWS <= rows <= MAX_ROWS:
+        raise ValueError(f"demo rows must be an integer from {MIN_ROWS} to {MAX_ROWS:,}, got {rows!r}")
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise ValueError(f"{out} is a file; the demo CSVs are written into a folder: give a folder's path")
     if not replace:
-        refuse_foreign(out, (MITBIH_TRAIN, MITBIH_TEST, PTB_NORMAL, PTB_ABNORMAL), MANIFEST, "data.demo")
+        refuse_foreign(out, (MITBIH_TRAIN, MITBIH_TEST, PTB_NORMAL, PTB_ABNORMAL), DEMO_MANIFEST, "data.demo")
     out.mkdir(parents=True, exist_ok=True)
     kinds = {MITBIH_TRAIN: "mitbih", MITBIH_TEST: "mitbih", PTB_NORMAL: "ptb_normal", PTB_ABNORMAL: "ptb_abnormal"}
     streams = np.random.SeedSequence(seed).spawn(len(kinds))  # one stream a file: sizes don't interact
@@ -208,7 +208,7 @@ def write_demo(out_dir, *, rows: int = DEFAULT_ROWS, seed: int = 0, replace: boo
         write_bytes(paths[name], text)
         digests[name] = hashlib.sha256(text).hexdigest()
     manifest = {"generator": "data.demo", "rows": int(rows), "seed": int(seed), "sha256": digests}
-    write_bytes(out / MANIFEST, (json.dumps(manifest, indent=1) + "\n").encode())
+    write_bytes(out / DEMO_MANIFEST, (json.dumps(manifest, indent=1) + "\n").encode())
     return paths
 
 
@@ -219,7 +219,7 @@ def ensure_demo(out_dir, *, rows: int = DEFAULT_ROWS, seed: int = 0) -> Path:
     """
     out = Path(out_dir)
     try:
-        manifest = json.loads((out / MANIFEST).read_text())
+        manifest = json.loads((out / DEMO_MANIFEST).read_text())
         intact = (manifest["rows"], manifest["seed"]) == (rows, seed) and all(
             hashlib.sha256((out / name).read_bytes()).hexdigest() == digest
             for name, digest in manifest["sha256"].items())
@@ -232,7 +232,8 @@ def ensure_demo(out_dir, *, rows: int = DEFAULT_ROWS, seed: int = 0) -> Path:
 
 def get_args_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description="Write synthetic heartbeat CSVs in the Kaggle format.")
-    parser.add_argument("--out", default="input", help="folder to write the four CSVs into (default: input)")
+    parser.add_argument("--out", type=entry.path, default=Path("input"),
+                        help="folder to write the four CSVs into (default: input)")
     parser.add_argument("--rows", type=int, default=DEFAULT_ROWS,
                         help=f"rows of mitbih_train.csv; the other files scale with it (default: {DEFAULT_ROWS})")
     parser.add_argument("--seed", type=_seed, default=0, help="random seed, 0 or more (default: 0)")

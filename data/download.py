@@ -18,7 +18,7 @@ from pathlib import Path
 
 from data import entry
 from data.beats import content_sha256
-from data.constants import KAGGLE_DATASET, KAGGLE_FILES
+from data.constants import DEMO_MANIFEST, KAGGLE_DATASET, KAGGLE_FILES
 from data.files import atomic_write
 
 MANUAL = (f"or download the four CSVs by hand from https://www.kaggle.com/datasets/{KAGGLE_DATASET} "
@@ -30,8 +30,11 @@ class DownloadError(RuntimeError):
 
 
 def verify_file(path, expected: tuple[int, str]) -> tuple[str, str]:
-    """(status, sentence) for one file: status "ok", "crlf" (a CRLF copy of the same data), "missing" or "corrupt"."""
+    """(status, sentence) for one file: status "ok", "crlf" (a CRLF copy of the same data), "missing", "corrupt",
+    "demo" (data.demo's, which a download must not write over: ensure_demo would restore its own files later)."""
     path = Path(path)
+    if path.is_dir():
+        return "corrupt", f"{path} is a folder, not the CSV: move it away"
     if not path.is_file():
         return "missing", f"{path} is missing"
     size, sha = expected
@@ -42,6 +45,9 @@ def verify_file(path, expected: tuple[int, str]) -> tuple[str, str]:
     if actual_sha == sha and crlf:
         return "crlf", (f"{path} is a CRLF copy of the Kaggle file (Windows line endings, {actual_size:,} bytes "
                         f"instead of {size:,}; same data, which loads as it is)")
+    if (path.parent / DEMO_MANIFEST).exists():
+        return "demo", (f"{path} is demo data (data.demo wrote it: {DEMO_MANIFEST} is beside it), not the Kaggle "
+                           "file: download into another folder, or move the demo files away first")
     return "corrupt", (f"{path} does not match the Kaggle file ({actual_size:,} bytes, sha256 {actual_sha[:12]}..., "
                        f"expected {size:,} bytes, sha256 {sha[:12]}...): it is corrupt or incomplete, delete it "
                        "and download again")
@@ -84,6 +90,9 @@ def download(to="input", *, expected: dict[str, tuple[int, str]] = KAGGLE_FILES,
     to = Path(to)
     to.mkdir(parents=True, exist_ok=True)
     report = {name: verify_file(to / name, sizes) for name, sizes in expected.items()}
+    demo = [sentence for status, sentence in report.values() if status == "demo"]
+    if demo:
+        raise DownloadError(demo[0])
     todo = [name for name, (status, _) in report.items() if force or status not in ("ok", "crlf")]
     if todo:
         with tempfile.TemporaryDirectory(dir=to, prefix=".download-") as work:
@@ -102,7 +111,8 @@ def download(to="input", *, expected: dict[str, tuple[int, str]] = KAGGLE_FILES,
 
 def get_args_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=f"Download and verify the Kaggle data set {KAGGLE_DATASET}.")
-    parser.add_argument("--to", default="input", help="folder for the four CSVs (default: input)")
+    parser.add_argument("--to", type=entry.path, default=Path("input"),
+                        help="folder for the four CSVs (default: input)")
     parser.add_argument("--force", action="store_true", help="download again even if the files verify")
     parser.add_argument("--verify-only", action="store_true", help="only check the files already there")
     entry.add_verbose(parser)
@@ -120,9 +130,9 @@ def main(args: argparse.Namespace) -> int:
             return 0 if all(status in ("ok", "crlf") for status, _ in report.values()) else 1
         for sentence in download(args.to, force=args.force).values():
             print(sentence)
-    except DownloadError as exc:
+    except DownloadError as exc:  # expected, as every entry point's (data/entry.py): status 2
         print(f"error: {exc}", file=sys.stderr)
-        return 1
+        return 2
     return 0
 
 

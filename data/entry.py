@@ -8,8 +8,22 @@ flag, exit status 2, and no traceback unless -v asks for it (then the traceback 
 import argparse
 import sys
 import traceback
+from pathlib import Path
 
 EXPECTED = (ValueError, OSError)  # DataError, CheckpointError, WriteError, ... (a bug raises something else)
+
+
+def path(text: str) -> Path:
+    """A path flag's value. Empty text (`--out ""`, or a shell variable that was never set) is refused: read as a
+    path it would be the current folder, and files would land there without a word."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("is empty: give a path")
+    return Path(text)
+
+
+def location(text: str) -> str:
+    """A folder or a storage URI (s3://bucket/prefix) flag's value; empty text is refused, as by ``path``."""
+    return str(path(text)) if "://" not in text else text
 
 
 def add_verbose(parser: argparse.ArgumentParser) -> None:

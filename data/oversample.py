@@ -46,7 +46,7 @@ def resample(x: np.ndarray, y: np.ndarray, method: str, *, seed: int,
     smallest = counts[counts > 0].min()
     if smallest < 2:
         raise DataError(f"cannot oversample with {method}: a class of the training split has a single beat "
-                        "(use a larger `limit` or more data)")
+                        "(raise the beats kept: --limit, the limit argument; or give more data)")
     smote = SMOTE(random_state=seed, k_neighbors=min(K_NEIGHBORS, int(smallest) - 1))
     if method == "smote":
         x_res, y_res = smote.fit_resample(x, y)

@@ -404,10 +404,10 @@ def get_args_parser() -> argparse.ArgumentParser:
     b = commands.add_parser("build", help="build the beat CSVs from raw PhysioNet records")
     b.add_argument("--db", required=True, help=f"database: {', '.join(DATABASES)}")
     source = b.add_mutually_exclusive_group(required=True)
-    source.add_argument("--records", type=Path, help="folder holding the WFDB records (.hea, .dat, mitdb: .atr)")
+    source.add_argument("--records", type=entry.path, help="folder holding the WFDB records (.hea, .dat, mitdb: .atr)")
     source.add_argument("--download", action="store_true",
                         help="download the records from PhysioNet first, into OUT/raw/DB")
-    b.add_argument("--out", type=Path, required=True, help="folder for the CSVs")
+    b.add_argument("--out", type=entry.path, required=True, help="folder for the CSVs")
     b.add_argument("--split", default=None,
                    help="mitdb: intra (random 80/20 stratified by class; the default) or inter (de Chazal DS1/DS2)")
     b.add_argument("--seed", type=int, default=0, help="seed of the intra split")

@@ -28,9 +28,8 @@ from data import cache
 from data.beats import BeatFile, DataError, load_beat_file
 from data.checks import check_classes, check_constant, check_overlap
 from data.files import atomic_write, write_text
-from data.constants import (BEAT_LEN, KAGGLE_FILES, MITBIH_TEST, MITBIH_TRAIN, OVERSAMPLING, PTB_ABNORMAL,
+from data.constants import (BEAT_LEN, DEMO_MANIFEST, KAGGLE_FILES, MITBIH_TEST, MITBIH_TRAIN, OVERSAMPLING, PTB_ABNORMAL,
                             PHYSIONET_BUILD, PTB_NORMAL, TASK_CLASSES, TASK_FILES, TASKS)
-from data.demo import MANIFEST as DEMO_MANIFEST
 from data.oversample import oversample_arrays
 from data.records import read_records, record_split
 
@@ -242,8 +241,9 @@ def _stratified_split(rows: np.ndarray, y: np.ndarray, fraction: float, random_s
     try:
         rest, held = train_test_split(rows, test_size=fraction, random_state=random_state, stratify=y[rows])
     except ValueError as exc:
-        raise DataError(f"cannot draw a stratified {what} set of {fraction:g} from {len(rows)} beats "
-                        f"({exc}); use more data or a larger `limit`") from None
+        larger = "the validation share (--val-fraction) or " if what == "validation" else ""
+        raise DataError(f"cannot draw a stratified {what} set of {fraction:g} from {len(rows)} beats ({exc}); raise "
+                        f"{larger}the beats kept (--limit, the limit argument), or give more data") from None
     return np.asarray(rest, dtype=np.int64), np.asarray(held, dtype=np.int64)
 
 

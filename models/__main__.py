@@ -21,10 +21,11 @@ def get_args_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("list", help="registered models, their sizes and heads")
     show = commands.add_parser("show", help="print what a checkpoint holds")
-    show.add_argument("checkpoint")
+    show.add_argument("checkpoint", type=entry.path)
     convert = commands.add_parser("import-original", help="original cnet state dict -> ecg-study checkpoint")
-    convert.add_argument("source", help="a file written by the original's torch.save(model.state_dict(), ...)")
-    convert.add_argument("out")
+    convert.add_argument("source", type=entry.path,
+                         help="a file written by the original's torch.save(model.state_dict(), ...)")
+    convert.add_argument("out", type=entry.path)
     for command in commands.choices.values():
         entry.add_verbose(command)
     return parser

@@ -85,7 +85,7 @@ def test_no_downloader_installed_says_how_to_install(tmp_path, monkeypatch, caps
     monkeypatch.setitem(sys.modules, "kaggle", None)
     with pytest.raises(dl.DownloadError, match=r"neither kagglehub nor kaggle is installed: run `pip install kagglehub`"):
         dl.download(tmp_path / "input")
-    assert dl.main(dl.get_args_parser().parse_args(["--to", str(tmp_path / "input")])) == 1
+    assert dl.main(dl.get_args_parser().parse_args(["--to", str(tmp_path / "input")])) == 2
     assert "error: neither kagglehub" in capsys.readouterr().err
 
 
@@ -93,6 +93,6 @@ def test_verify_only_checks_the_real_hashes(tmp_path, served, capsys):
     folder, _ = served
     assert dl.main(dl.get_args_parser().parse_args(["--to", str(folder), "--verify-only"])) == 1
     out = capsys.readouterr().out
-    assert "mitbih_train.csv does not match the Kaggle file" in out  # demo data is not Kaggle's
+    assert "mitbih_train.csv is demo data (data.demo wrote it: demo.json is beside it), not the Kaggle file" in out
     status, sentence = dl.verify_file(tmp_path / "nothing.csv", KAGGLE_FILES["mitbih_test.csv"])
     assert status == "missing"
