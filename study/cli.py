@@ -25,9 +25,9 @@ from study.storage import LocalStorage
 
 
 def add_data_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--input", type=Path, default=Path("input"),
+    parser.add_argument("--input", type=entry.path, default=Path("input"),
                         help="folder with the Kaggle CSVs (default: input/)")
-    parser.add_argument("--cache", type=Path, default=None,
+    parser.add_argument("--cache", type=entry.path, default=None,
                         help="cache folder for parsed and oversampled arrays (default: INPUT/.cache)")
     parser.add_argument("--demo", action="store_true",
                         help="use generated demo data (written once to INPUT/demo/) instead of the real CSVs")
@@ -60,7 +60,7 @@ def add_trial_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", choices=DEVICES, default="auto", help="default: CUDA when present, else CPU")
     parser.add_argument("--precision", choices=PRECISIONS, default="auto",
                         help="auto (default): bf16 autocast where the GPU or CPU computes bf16 natively, else fp32")
-    parser.add_argument("--out", type=Path, default=None,
+    parser.add_argument("--out", type=entry.path, default=None,
                         help="trial folder (default: runs/TASK-MODEL-OVERSAMPLE-INIT-sSEED); "
                              "an existing one is continued")
     add_data_arguments(parser)
@@ -116,6 +116,12 @@ def run_trial_command(args: argparse.Namespace) -> int:
         from study.trial import build_trial_model
 
         build_trial_model(config)  # a bad or unfitting checkpoint fails now, not after the data is loaded
+    for flag, folder in (("--input", args.input), ("--cache", args.cache)):
+        if folder is not None and folder.exists() and not folder.is_dir():
+            raise ValueError(f"{flag} {folder} is a file; give a folder")
+    if args.warmup_epochs is not None and config.schedule == "cosine" and config.warmup_epochs >= config.epochs:
+        raise ValueError(f"--warmup-epochs {config.warmup_epochs} must be fewer than --epochs ({config.epochs}): the "
+                         "cosine decays over the epochs after the warm-up")
     init_name = "scratch" if not config.is_transfer else f"from-{Path(config.init).parent.name or 'ckpt'}"
     out = args.out or Path("runs") / f"{config.task}-{config.model}-{config.oversample}-{init_name}-s{config.seed}"
     check_trial_folder(Path(out))
@@ -129,7 +135,7 @@ def run_trial_command(args: argparse.Namespace) -> int:
     with holding(LocalStorage(Path(out)), TRIAL_LOCK, "trial folder"):
         check_trial_folder(Path(out))  # again, under the lock
         final = run_trial(config, data, out, log=print)
-    print(summarise_trial(final, data.class_names, time.perf_counter() - started))
+    print(summarise_trial(final, data.class_names, time.perf_counter() - started, Path(out)))
     return 0
 
 
@@ -145,7 +151,7 @@ def check_trial_folder(out: Path) -> None:
                          f"trial writes: a trial continues only in its own folder; give an empty or new one")
 
 
-def summarise_trial(final: dict, class_names: tuple[str, ...], seconds: float) -> str:
+def summarise_trial(final: dict, class_names: tuple[str, ...], seconds: float, out: Path) -> str:
     val, test = final["val"], final["test"]
     metric = "F1 (MI)" if final["config"]["task"] == "mi" else "macro F1"
     key = selection_key(final["config"]["task"])
@@ -154,7 +160,7 @@ def summarise_trial(final: dict, class_names: tuple[str, ...], seconds: float) -
              f"test: {metric} {test[key]:.4f}, accuracy {test['accuracy']:.4f}"
              + (f", AUROC {test['auroc']:.4f}" if test.get("auroc") is not None else ""),
              "test F1 per class: " + ", ".join(f"{name} {test['per_class'][name]['f1']:.3f}" for name in class_names),
-             f"{seconds:.1f} s; results in {Path(final['checkpoint']).parent}"]
+             f"{seconds:.1f} s; results in {out}"]
     return "\n".join(lines)
 
 
@@ -176,5 +182,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {entry.sentence(error)}{again}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+        again = ("; last.pt holds every finished epoch: the same command continues from there"
+                 if args.command == "trial" else "")
+        print(f"interrupted{again}", file=sys.stderr)
         return 130

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from data.constants import OVERSAMPLING, TASKS, TRANSFER_MODES
 from study.lock import TRIAL_LOCK
 
-# What a trial's folder holds (study/trial.py writes them; see its docstring). Here, so that what only names them
+# What a trial's folder holds (study/trial_folder.py owns them; see its docstring). Here, so that what only names them
 # (the study's Tune parts, a stand-in trainable) need not import torch.
 CONFIG_FILE, EPOCHS_FILE, FINAL_FILE = "config.json", "metrics.csv", "final.json"
 BEST_FILE, LAST_FILE, SPLITS_FILE = "best.pt", "last.pt", "splits.npz"

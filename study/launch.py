@@ -26,7 +26,8 @@ from study.config import RECIPES, TrialConfig
 from study.grid import Cell, grid_rank
 from study.lock import LAUNCH_LOCK, holding
 from study.plan import StudyPlan, check_input, check_same_plan, resolve_plan, task_input
-from study.results import EXPERIMENT, RUNGS_FILE, STUDY_FILE, CellFailure, CellInfo, StudyFolder, StudyRecord, cell_file
+from study.results import (EXPERIMENT, RUNGS_FILE, STUDY_FILE, CellFailure, CellInfo, ResultError, StudyFolder,
+                           StudyRecord, cell_file)
 from study.storage import LocalStorage, Storage, is_uri
 from study.tune import cluster
 
@@ -123,7 +124,7 @@ def _launch(args: argparse.Namespace, plan: StudyPlan, folder: StudyFolder, trai
     # A relaunch with other cells adds them: the study's one experiment runs every planned cell without a result.
     cells = sorted({Cell.from_id(i) for i in (*(saved.cells if saved else ()), *plan.cells)},
                    key=lambda c: grid_rank(c.task, c.model, c.oversample, c.init))
-    done = {c.cell_id: r for c in cells if (r := folder.read_cell(c)) is not None}
+    done = {c.cell_id: r for c in cells if (r := _read_result(folder, c)) is not None}
     data = StudyData(plan)
     for cell_id in _recompute(args, plan.name, cells, done, data, saved, folder):
         del done[cell_id]
@@ -173,6 +174,15 @@ def _launch(args: argparse.Namespace, plan: StudyPlan, folder: StudyFolder, trai
               + f". Fix that and run the same command to continue them: {_command(args)}", file=sys.stderr, flush=True)
         return 1
     return 0
+
+
+def _read_result(folder: StudyFolder, cell: Cell):
+    """A cell's stored result (None: none yet); one that cannot be read says how to compute the cell again."""
+    try:
+        return folder.read_cell(cell)
+    except ResultError as error:
+        raise ResultError(f"{str(error).rstrip('.')}; move that file away, and the same command computes the cell "
+                          "again.") from None
 
 
 def _recompute(args, name: str, cells: list[Cell], done: dict, data: StudyData, saved, folder: StudyFolder) -> list:
@@ -276,19 +286,25 @@ class _StatusLine(threading.Thread):
             except RuntimeError:  # the Tune loop changed a dict while it was read: next minute
                 continue
             if status is not None:
-                elapsed = time.monotonic() - self.started
-                left = status["work_left"] / status["work_done"] * elapsed if status["work_done"] else None
-                print(f"[{time.strftime('%H:%M:%S')}] status: cells {status['done']} done, {status['running']} "
-                      f"running, {status['waiting']} waiting; trials {status['trials_running']} running, "
-                      f"{status['trials_finished']} finished; slots {status['trials_running']}/{self.slots} in use; "
-                      f"{_minutes(elapsed)} elapsed" + (f", about {_minutes(left)} left" if left else "")
-                      + self._waiting(status), flush=True)
+                print(f"[{time.strftime('%H:%M:%S')}] {self.line(status, time.monotonic() - self.started)}",
+                      flush=True)
+
+    def line(self, status: dict, elapsed: float) -> str:
+        """The status line of the searcher's ``status()``, ``elapsed`` seconds after the study began."""
+        left = status["work_left"] / status["work_done"] * elapsed if status["work_done"] else None
+        return (f"status: cells {status['done']} done, {status['running']} running, {status['waiting']} waiting; "
+                f"trials {status['trials_running']} running, "
+                + (f"{status['trials_starting']} starting, " if status["trials_starting"] else "")
+                + f"{status['trials_finished']} finished; slots {status['trials_running']}/{self.slots} in use; "
+                f"{_minutes(elapsed)} elapsed" + (f", about {_minutes(left)} left" if left else "")
+                + self._waiting(status))
 
     def _waiting(self, status: dict) -> str:
         """What a study with free slots but no free resources waits for (a busy cluster, or nodes coming)."""
         import ray
 
-        if status["trials_running"] >= self.slots or not status["waiting"] + status["running"]:
+        if (status["trials_running"] + status["trials_starting"] >= self.slots  # the rest: its own trials starting
+                or not status["waiting"] + status["running"]):
             return ""
         free = ray.available_resources()
         if free.get("CPU", 0) >= self.cpus and free.get("GPU", 0) >= self.gpus:

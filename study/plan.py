@@ -10,6 +10,7 @@ from dataclasses import MISSING, asdict, dataclass, field, fields
 from datetime import datetime, timezone
 from pathlib import Path
 
+from data import entry
 from data.constants import MODEL_NAMES, TASKS
 from study.arguments import non_negative_float, positive_float, positive_int, seed
 from study.config import RECIPES, describe_recipe
@@ -93,7 +94,7 @@ def resolve_plan(args: argparse.Namespace) -> StudyPlan:
                for model, budget in profile.models.items() if model in args.models}
     budgets = {model: budget for model, budget in budgets.items() if budget}
     all_epochs = [*max_epochs.values(), *(e for b in budgets.values() for e in b.get("max_epochs", {}).values())]
-    name = args.name or args.profile
+    name = args.name if args.name is not None else args.profile  # --name "" is refused, not the profile's
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):
         raise ValueError(f"--name {name!r} must be a plain folder name (letters, digits, '.', '_', '-'), "
                          "so the study stays inside --results.")
@@ -172,6 +173,10 @@ def check_same_plan(plan: StudyPlan, saved, location: str, ref: str) -> None:
         f.name: f.metadata.get(BEFORE, f.default if f.default_factory is MISSING else f.default_factory())
         for f in fields(StudyPlan) if f.default is not MISSING or f.default_factory is not MISSING}))
     was = {**{k: v for k, v in before.items() if k not in saved.plan}, **saved.plan}
+    if saved.name != plan.name:
+        raise ValueError(f"{location} holds study {saved.name!r} ({ref} says so), not {plan.name!r}: the folder was "
+                         f"renamed or copied; a study continues under its own name (--name {saved.name} in a "
+                         "--results that holds it), or move the folder away to start a new one.")
     if was.get("demo") is True and current["demo"] is False:
         raise ValueError(f"{location} holds study {plan.name!r} on demo data, and {plan.input} now holds the Kaggle "
                          "CSVs: use --name to start a study of them, or --demo to continue this one.")
@@ -216,8 +221,9 @@ def add_launch_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--profile", choices=sorted(PROFILES), default="smoke",
                         help="smoke: every cell on a tiny budget; paper: the original budgets, 16 samples, 3 seeds")
     parser.add_argument("--name", default=None, help="study name: results go to RESULTS/NAME (default: the profile)")
-    parser.add_argument("--results", default="results", help="results folder, shared by all nodes on a cluster")
-    parser.add_argument("--input", type=Path, default=Path("input"), help="folder with the Kaggle CSVs")
+    parser.add_argument("--results", type=entry.location, default="results",
+                        help="results folder, shared by all nodes on a cluster")
+    parser.add_argument("--input", type=entry.path, default=Path("input"), help="folder with the Kaggle CSVs")
     demo = parser.add_mutually_exclusive_group()
     demo.add_argument("--demo", dest="demo", action="store_true", default=None,
                       help="use demo data even if the real CSVs are present")

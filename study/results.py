@@ -246,6 +246,10 @@ class CellResult(_Record):
     def check(self) -> None:
         """Every figure a reader averages or plots is a fraction, the metrics of each seed's test split are
         complete for the cell's task, the chosen configuration is a learning rate and a batch size."""
+        for name in ("trials", "seeds"):  # a result is written once its last seed run ends: never without them
+            if not getattr(self, name):
+                raise ResultError(f"field {name} is empty, expected the cell's "
+                                  + ("search trials" if name == "trials" else "seed runs"))
         _number(self.best_config, "lr", "best_config", float)
         _number(self.best_config, "batch_size", "best_config", int)
         for i, trial in enumerate(self.trials):

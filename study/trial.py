@@ -1,25 +1,14 @@
 """One trial: train on the training split, choose the best epoch on validation, evaluate it on test once.
 
-The same ``run_trial`` serves the single-trial CLI (``python -m study trial ...``) and Ray Tune.
-A trial folder holds:
-
-    config.json    the resolved config, the data's fingerprint and split sizes, software versions
-    splits.npz     the source row indices of the train / validation / test beats
-    metrics.csv    one row per epoch: training loss, validation metrics, seconds, beats/s
-    best.pt        the best epoch's weights (a models.transfer checkpoint: weights + config + fingerprint)
-    last.pt        everything needed to continue after the last finished epoch
-    final.json     the best epoch, its validation metrics and the test metrics
+The same ``run_trial`` serves the single-trial CLI (``python -m study trial ...``) and Ray Tune. What a trial's
+folder holds, and how each of its files is read and written: study/trial_folder.py.
 
 Given a folder with ``last.pt``, a trial continues from the next epoch and ends with the same numbers
 as one never stopped (batch order and dropout come from RNG states saved in ``last.pt``).
 """
 
 import contextlib
-import csv
-import io
-import json
 import math
-import platform
 import tempfile
 import time
 from pathlib import Path
@@ -30,18 +19,15 @@ import torch
 from torch import nn
 
 from data import TaskData, save_split_indices
-from data.files import write_json, write_text
+from data.files import write_json
 from models import (CheckpointError, body_parameters, build_model, build_transfer_model, head_parameters,
                     load_checkpoint, load_weights, save_checkpoint, save_torch)
 from study.config import (BEST_FILE, CONFIG_FILE, EPOCHS_FILE, FINAL_FILE, LAST_FILE, SPLITS_FILE,
                           TrialConfig)
 from study.metrics import classification_metrics, flat_metrics, selection_key, selection_value
 from study.storage import fetch, is_uri
-
-STATE_FORMAT, STATE_VERSION = "ecg-study-trial-state", 1
-# Config fields that may differ when a trial is continued: they change how fast it runs, not what it computes.
-# A cosine schedule is drawn over the trial's epochs, so there its length is fixed too (see _load_state).
-RESUMABLE_CHANGES = {"epochs", "patience", "device", "eval_batch_size"}
+from study.trial_folder import (FINAL_FIELDS, STATE_FORMAT, STATE_VERSION, describe, describe_again, load_state,
+                                read_object, write_epochs_csv)
 
 Report = Callable[[dict, Path], None]
 
@@ -206,40 +192,6 @@ def check_data(config: TrialConfig, data: TaskData) -> None:
                          f"({len(data.train.y)} beats).")
 
 
-def _load_state(path: Path, config: TrialConfig, data: TaskData) -> dict:
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # truncated or corrupt; a pickle carrying code is refused, never run
-        reason = (str(error).strip().splitlines() or [type(error).__name__])[0].split(". ")[0]
-        raise ValueError(f"{path} cannot be read as a trial state ({reason}); "
-                         "move it away to start the trial afresh.") from None
-    if not isinstance(state, dict) or state.get("format") != STATE_FORMAT or state.get("version") != STATE_VERSION:
-        raise ValueError(f"{path} is not a resumable trial state of this version; move it away to start afresh.")
-    saved = TrialConfig.from_dict(state["config"]).to_dict()
-    resumable = RESUMABLE_CHANGES - ({"epochs"} if config.schedule != "constant" else set())
-    differences = [f"{key} {saved[key]!r} -> {value!r}" for key, value in config.to_dict().items()
-                   if key not in resumable and saved[key] != value]
-    if differences:
-        raise ValueError(f"{path.parent} holds a trial with another config ({'; '.join(differences)}); "
-                         "use another output folder to start a new trial.")
-    if state["epoch"] > config.epochs:
-        raise ValueError(f"{path.parent} holds a trial already trained for {state['epoch']} epochs, more than the "
-                         f"{config.epochs} asked for; ask for at least {state['epoch']} or use another folder.")
-    if state["fingerprint"] != data.fingerprint:
-        raise ValueError(f"{path.parent} holds a trial trained on other data (fingerprint {state['fingerprint'][:12]} "
-                         f"vs {data.fingerprint[:12]}); use another output folder.")
-    return state
-
-
-def _write_epochs_csv(path: Path, history: list[dict]) -> None:
-    columns = list(dict.fromkeys(key for row in history for key in row))
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(history)
-    write_text(path, buffer.getvalue())
-
-
 def run_trial(config: TrialConfig, data: TaskData, out_dir: Path | str, *, report: Report | None = None,
               log: Callable[[str], None] | None = None, evaluate_test: bool = True) -> dict:
     """Train, select the best epoch on validation, and (once) evaluate it on test. Returns final.json's content.
@@ -252,14 +204,17 @@ def run_trial(config: TrialConfig, data: TaskData, out_dir: Path | str, *, repor
     log = log or (lambda line: None)
     check_data(config, data)
     final_path = out_dir / FINAL_FILE
-    if final_path.exists() and (out_dir / LAST_FILE).exists():
-        final = _read_json(final_path)
-        if final.get("config") == config.to_dict() and (final.get("test") is not None or not evaluate_test):
-            log(f"{out_dir} already holds this finished trial; not training again.")
-            return final
-
     device = resolve_device(config.device)
     dtype = autocast_dtype(config.precision, device)
+    if final_path.exists() and (out_dir / LAST_FILE).exists():
+        final, problem = read_object(final_path, FINAL_FIELDS)
+        finished = final is not None and final["config"] == config.to_dict()
+        if finished and (final["test"] is not None or not evaluate_test):
+            describe_again(out_dir, config, data, device, dtype, log)
+            log(f"{out_dir} already holds this finished trial; not training again.")
+            return {**final, "checkpoint": str(out_dir / BEST_FILE)}  # where it is now, if the folder moved
+        if problem is not None:
+            log(f"{final_path} {problem}: the trial's result is computed again from {LAST_FILE}.")
     torch.manual_seed(config.seed)
     model = build_trial_model(config).to(device)
     optimizer = make_optimizer(model, config)
@@ -271,7 +226,7 @@ def run_trial(config: TrialConfig, data: TaskData, out_dir: Path | str, *, repor
     stale_epochs, start_epoch = 0, 1
     last_path = out_dir / LAST_FILE
     if last_path.exists():
-        state = _load_state(last_path, config, data)
+        state = load_state(last_path, config, data)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         torch.set_rng_state(state["torch_rng"])
@@ -282,9 +237,10 @@ def run_trial(config: TrialConfig, data: TaskData, out_dir: Path | str, *, repor
         best_weights = state["best_weights"]
         start_epoch = state["epoch"] + 1
         log(f"Continuing {out_dir} from epoch {start_epoch}.")
+        describe_again(out_dir, config, data, device, dtype, log)
     else:
         out_dir.mkdir(parents=True, exist_ok=True)
-        write_json(out_dir / CONFIG_FILE, _describe(config, data, device, dtype))
+        write_json(out_dir / CONFIG_FILE, describe(config, data, device, dtype))
         save_split_indices(data, out_dir / SPLITS_FILE)
 
     if start_epoch <= config.epochs:
@@ -320,7 +276,7 @@ def run_trial(config: TrialConfig, data: TaskData, out_dir: Path | str, *, repor
             "batch_rng": generator.get_state(),
             "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
             "history": history, "best": best, "best_weights": best_weights, "stale_epochs": stale_epochs})
-        _write_epochs_csv(out_dir / EPOCHS_FILE, history)
+        write_epochs_csv(out_dir / EPOCHS_FILE, history)
         log(f"epoch {epoch:3d}/{config.epochs}  lr {lr:.3g}  loss {loss:.4f}  val_{selection_key(config.task)} {value:.4f}"
             f"  (best {best['value']:.4f} @ {best['epoch']})  {seconds:.1f}s  {row['beats_per_s']:,.0f} beats/s")
         if report is not None:
@@ -341,20 +297,3 @@ def run_trial(config: TrialConfig, data: TaskData, out_dir: Path | str, *, repor
              "checkpoint": str(out_dir / BEST_FILE)}
     write_json(final_path, final)
     return final
-
-
-
-
-def _read_json(path: Path) -> dict:
-    return json.loads(path.read_text())
-
-
-def _describe(config: TrialConfig, data: TaskData, device: torch.device, dtype: torch.dtype | None) -> dict:
-    return {
-        "config": config.to_dict(),
-        "data": {"task": data.task, "source": data.source, "fingerprint": data.fingerprint,
-                 "class_names": list(data.class_names), "oversample": data.oversample,
-                 "sizes": {name: int(len(getattr(data, name).y)) for name in ("train", "val", "test")}},
-        "runtime": {"device": str(device), "autocast": str(dtype) if dtype else "fp32",
-                    "torch": torch.__version__, "python": platform.python_version()},
-    }

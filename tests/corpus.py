@@ -20,7 +20,7 @@ import socket
 import subprocess
 import sys
 import zipfile
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -155,10 +155,28 @@ def study_record(**changes) -> dict:
     return {**record.to_json(), **changes}
 
 
+def _launch_argv(w: Workspace, *flags) -> list:
+    return ["launch", "--input", w.input, "--results", w.results, "--tasks", "arrhythmia", "--models", "cnet",
+            "--oversample", "none", *flags]
+
+
+def planned_study_record(w: Workspace, name: str) -> dict:
+    """The study.json a launch of ``launch_without_ray(w, "--name", name)`` would write: its plan the same."""
+    from study.cli import get_args_parser
+    from study.plan import resolve_plan
+
+    plan = resolve_plan(get_args_parser().parse_args([str(a) for a in _launch_argv(w, "--name", name)]))
+    return study_record(name=name, cells=plan.cells, plan=json.loads(json.dumps(asdict(plan))))
+
+
+def cell_record() -> dict:
+    """A finished arrhythmia-cnet-none-scratch cell's file, as the fixed study folder holds it."""
+    return json.loads((ROOT / "tests/fixtures/study/cells/arrhythmia-cnet-none-scratch.json").read_text())
+
+
 def launch_without_ray(w: Workspace, *flags) -> Callable[[], str]:
     """Attempt: `launch` in process, refusing to start Ray: every case here must fail before it."""
-    attempt = cli("launch", "--input", w.input, "--results", w.results, "--tasks", "arrhythmia", "--models", "cnet",
-                  "--oversample", "none", *flags)
+    attempt = cli(*_launch_argv(w, *flags))
 
     def refuse(args):
         raise AssertionError("reached ray.init: the bad input was not caught first")

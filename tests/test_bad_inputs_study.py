@@ -16,8 +16,8 @@ from models.__main__ import main as models_main
 from study.lock import LAUNCH_LOCK, TRIAL_LOCK, holding
 from study.storage import LocalStorage
 from tests import test_bad_inputs
-from tests.corpus import (Case, _error, cell, check_case, cli, command, csv, launch_subprocess, launch_without_ray,
-                          study_record, trial)
+from tests.corpus import (Case, _error, cell, cell_record, check_case, cli, command, csv, launch_subprocess,
+                          launch_without_ray, planned_study_record, study_record, trial)
 
 FLOAT32_SENTENCE = r"beyond float32's range \(largest magnitude 3\.403e\+38\), the type the beats are trained in"
 BUSY = (r"is in use by process \d+ on host \S+ since \S+ \(.*\): a second writer would mix its files with that "
@@ -82,7 +82,8 @@ CASES = [
          r"^error: \S+mitbih_train\.csv, \S+mitbih_test\.csv were deleted since study 'deleted' last read them: put "
          r"them back to continue the study, or start another with --name$"),
     Case("the Kaggle CSVs put into the input of a demo study",
-         lambda w, folder: (write_json(w.results / "was-demo" / "study.json", study_record(plan={"demo": True})),
+         lambda w, folder: (write_json(w.results / "was-demo" / "study.json",
+                                       study_record(name="was-demo", plan={"demo": True})),
                             launch_without_ray(w, "--name", "was-demo"))[1],
          r"^error: \S+/was-demo holds study 'was-demo' on demo data, and \S+ now holds the Kaggle CSVs: use --name to "
          r"start a study of them, or --demo to continue this one\.$"),
@@ -136,7 +137,7 @@ CASES = [
     Case("data.demo --out is a file", lambda w, folder: command(module(demo), "--out", file_in(folder)),
          r"^error: \S+a-file is a file; the demo CSVs are written into a folder: give a folder's path$"),
     Case("data.demo --rows too few", lambda w, folder: command(module(demo), "--out", folder, "--rows", 50),
-         r"^error: demo rows must be an integer of at least 100, got 50$"),
+         r"^error: demo rows must be an integer from 100 to 1,000,000, got 50$"),
     Case("data.demo --seed negative", lambda w, folder: command(module(demo), "--out", folder, "--seed", -1),
          r"error: argument --seed: must be a whole number of 0 or more, not -1$"),
     Case("data.demo --out below a file",
@@ -162,6 +163,48 @@ CASES = [
     Case("data.download --to is a file",
          lambda w, folder: command(module(download), "--verify-only", "--to", file_in(folder)),
          r"^error: --to \S+a-file is a file; the CSVs go into a folder: give a folder's path$"),
+    Case("data.demo --rows beyond what it writes",
+         lambda w, folder: command(module(demo), "--out", folder, "--rows", 10**20),
+         r"^error: demo rows must be an integer from 100 to 1,000,000, got 100000000000000000000$"),
+    Case("data.download into a folder of demo data",
+         lambda w, folder: command(module(download), "--to", w.input),
+         r"^error: \S+mitbih_train\.csv is demo data \(data\.demo wrote it: demo\.json is beside it\), not the Kaggle "
+         r"file: download into another folder, or move the demo files away first$"),
+    # --- empty paths and names: never the current folder, never the profile's study
+    Case("data.demo --out empty", lambda w, folder: command(module(demo), "--out", ""),
+         r"error: argument --out: is empty: give a path$"),
+    Case("report --out empty", lambda w, folder: cli("report", w.results / "smoke", "--out", ""),
+         r"error: argument --out: is empty: give a path$"),
+    Case("trial --cache empty", lambda w, folder: trial(w, "--cache", ""),
+         r"error: argument --cache: is empty: give a path$"),
+    Case("launch --name empty", lambda w, folder: launch_without_ray(w, "--name", ""),
+         r"^error: --name '' must be a plain folder name"),
+    Case("launch --results empty", lambda w, folder: launch_without_ray(w, "--results", ""),
+         r"error: argument --results: is empty: give a path$"),
+    Case("models import-original onto an empty path",
+         lambda w, folder: command(models_main, "import-original", w.ckpt / "cnet-mi.pt", ""),
+         r"error: argument out: is empty: give a path$"),
+    # --- a file where a folder is expected, a flag that cannot mean what it says
+    Case("trial --cache is a file", lambda w, folder: trial(w, "--cache", file_in(folder)),
+         r"^error: --cache \S+a-file is a file; give a folder$"),
+    Case("report --out is a file", lambda w, folder: cli("report", w.results / "smoke", "--out", file_in(folder)),
+         r"^error: --out \S+a-file is a file; the report is written into a folder: give a folder's path$"),
+    Case("a warm-up as long as the trial", lambda w, folder: trial(w, "--warmup-epochs", 3, "--epochs", 3),
+         r"^error: --warmup-epochs 3 must be fewer than --epochs \(3\): the cosine decays over the epochs after the "
+         r"warm-up$"),
+    Case("a study folder copied under another name",
+         lambda w, folder: (write_json(w.results / "copied" / "study.json", study_record(name="original")),
+                            launch_without_ray(w, "--name", "copied"))[1],
+         r"^error: \S+/copied holds study 'original' \(\S+study\.json says so\), not 'copied': the folder was "
+         r"renamed or copied"),
+    Case("a finished cell's file without seed runs",
+         lambda w, folder: (write_json(w.results / "seedless-cell" / "study.json",
+                                       planned_study_record(w, "seedless-cell")),
+                            write_json(w.results / "seedless-cell" / "cells" / "arrhythmia-cnet-none-scratch.json",
+                                       {**cell_record(), "seeds": []}),
+                            launch_without_ray(w, "--name", "seedless-cell"))[2],
+         r"^error: \S+arrhythmia-cnet-none-scratch\.json: field seeds is empty, expected the cell's seed runs; move "
+         r"that file away, and the same command computes the cell again\.$"),
     Case("report of a file", lambda w, folder: cli("report", file_in(folder)),
          r"^error: \S+a-file is not a folder; pass a study folder such as results/smoke\.$"),
     Case("report of a folder that is not a study", lambda w, folder: cli("report", folder),

@@ -158,15 +158,15 @@ def test_the_smoke_profile_gives_cnet_a_budget_it_learns_in_and_flags_override_i
     from study.plan import check_same_plan
 
     before = {k: v for k, v in json.loads(json.dumps(asdict(paper))).items() if k not in ("batch_sizes", "budgets")}
-    check_same_plan(paper, SimpleNamespace(cells=paper.cells, plan=before), "here", "here/study.json")
+    check_same_plan(paper, SimpleNamespace(name=paper.name, cells=paper.cells, plan=before), "here", "here/study.json")
     with pytest.raises(ValueError, match=r"batch_sizes: \[64, 128, 256, 512, 1024\] -> \[64\]"):
-        check_same_plan(smoke, SimpleNamespace(cells=smoke.cells, plan={**before, "profile": "smoke"}), "here", "x")
+        check_same_plan(smoke, SimpleNamespace(name=smoke.name, cells=smoke.cells, plan={**before, "profile": "smoke"}), "here", "x")
     # ... except the recipe: a study from before recipes trained with plain Adam, whatever the default is now
     no_recipe = {k: v for k, v in before.items() if k != "recipe"}
     with pytest.raises(ValueError, match=r"recipe: 'original' -> 'default'"):
-        check_same_plan(paper, SimpleNamespace(cells=paper.cells, plan=no_recipe), "here", "x")
+        check_same_plan(paper, SimpleNamespace(name=paper.name, cells=paper.cells, plan=no_recipe), "here", "x")
     original = plan("--profile", "paper", "--recipe", "original")
-    check_same_plan(original, SimpleNamespace(cells=paper.cells, plan={**no_recipe, "created": original.created}),
+    check_same_plan(original, SimpleNamespace(name=paper.name, cells=paper.cells, plan={**no_recipe, "created": original.created}),
                     "here", "x")
 
 
@@ -201,3 +201,14 @@ def test_a_physionet_split_needs_its_build_and_reads_from_it(tmp_path, capsys):
     write_demo(built, rows=200)  # stands in for a build: the plan now resolves, with the MI files still missing
     assert launch(tmp_path, "--split", "inter", "--name", "x") == 2
     assert "needs the MI task's CSVs" in capsys.readouterr().err
+
+
+def test_the_status_line_counts_trials_starting_apart_from_those_holding_a_slot():
+    from study.launch import _StatusLine
+
+    status = {"done": 3, "running": 2, "waiting": 5, "trials_running": 3, "trials_starting": 1,
+              "trials_finished": 40, "work_done": 100, "work_left": 300}
+    # Every slot is taken, by a trial running or one starting: nothing to say of the cluster's free resources.
+    assert _StatusLine(None, slots=4, cpus=1.0, gpus=0.0).line(status, elapsed=120) == (
+        "status: cells 3 done, 2 running, 5 waiting; trials 3 running, 1 starting, 40 finished; slots 3/4 in use; "
+        "2.0 min elapsed, about 6.0 min left")

@@ -71,8 +71,8 @@ def test_a_cosine_trial_continues_only_at_its_length_a_constant_one_may_train_lo
 ])
 def test_recipe_flags_round_trip_through_config_json(demo_dir, tmp_path, capsys, flags, fields, named):
     out = tmp_path / "run"
-    code = main(["trial", "--input", str(demo_dir), "--epochs", "1", "--batch-size", "64", "--limit", "300",
-                 "--out", str(out), *flags])
+    code = main(["trial", "--input", str(demo_dir), "--epochs", "4", "--batch-size", "64", "--limit", "300",
+                 "--out", str(out), *flags])  # 4 epochs: a warm-up of 3 must leave the cosine one
     assert code == 0
     saved = json.loads((out / "config.json").read_text())["config"]
     assert {name: saved[name] for name in fields} == fields

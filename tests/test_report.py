@@ -412,14 +412,16 @@ def test_default_output_folder_is_inside_the_study(study_dir):
     assert load_study(study_dir).problems == []
 
 
-def test_a_cell_searched_but_without_seed_results_shows_the_search(study_dir, tmp_path):
+def test_a_cell_file_without_seed_runs_is_a_problem_not_a_result(study_dir, tmp_path):
+    # The driver writes a cell's file once its last seed run has ended: one without seed runs is damaged.
     path = study_dir / "cells" / "arrhythmia-seq-none-scratch.json"
     doc = json.loads(path.read_text())
     path.write_text(json.dumps({**doc, "seeds": []}))
     result = build_report(study_dir, tmp_path / "out", plots=False, quiet=True)
     row = row_of(read_csv(result.table_paths["cells"][1]), task="arrhythmia", model="seq", oversampling="none")
-    assert (row["test F1 mean"], row["lr"], row["batch size"], row["trials"]) == (NO_RESULT, "0.001", "256", "3")
-    assert result.problems == []
+    assert row["test F1 mean"] == UNREADABLE
+    assert result.problems == [f"{path}: field seeds is empty, expected the cell's seed runs; that cell is reported "
+                               "as unreadable."]
 
 
 def test_failed_search_trials_are_counted_and_do_not_break_the_report(study_dir, tmp_path):

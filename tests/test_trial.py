@@ -151,6 +151,24 @@ def test_cli_trial_runs_and_reports(demo_dir, tmp_path, capsys):
     assert "epoch   1/2" in out and "beats/s" in out and "test: macro F1" in out
     final = json.loads((tmp_path / "t" / "final.json").read_text())
     assert final["epochs_run"] == 2
+    described = json.loads((tmp_path / "t" / "config.json").read_text())
+
+    # The finished trial moved, its final.json and config.json damaged: both are written again from what the trial
+    # knows (last.pt, its config), each with a line saying so, and the summary names the folder it is in now.
+    moved = (tmp_path / "t").rename(tmp_path / "moved")
+    (moved / "final.json").write_text("[1, 2]\n")
+    (moved / "config.json").write_text("{")
+    code = main(["trial", "--input", str(demo_dir), "--epochs", "2", "--batch-size", "64", "--limit", "600",
+                 "--out", str(moved)])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert f"{moved / 'final.json'} holds a JSON list, not an object: the trial's result is computed again" in out
+    assert f"{moved / 'config.json'} cannot be read (" in out and "written again" in out
+    assert out.rstrip().endswith(f"results in {moved}"), out
+    again = json.loads((moved / "final.json").read_text())
+    assert (again["val"], again["test"], again["best_epoch"]) == (final["val"], final["test"], final["best_epoch"])
+    assert again["checkpoint"] == str(moved / "best.pt")
+    assert json.loads((moved / "config.json").read_text())["config"] == described["config"]
 
 
 @pytest.mark.parametrize("argv, message", [

@@ -5,6 +5,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from data import entry
 from data.files import write_text
 from study.config import RECIPES, describe_recipe
 from study.report.findings import findings
@@ -138,15 +139,17 @@ def latest_study(root: Path | str = "results") -> Path:
 
 
 def add_report_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("study_dir", nargs="?", default=None,
+    parser.add_argument("study_dir", nargs="?", type=entry.location, default=None,
                         help="study folder, e.g. results/smoke, or a URI such as s3://bucket/results/smoke "
                              "(default: the most recently changed folder under results/)")
-    parser.add_argument("--out", type=Path, default=None,
+    parser.add_argument("--out", type=entry.path, default=None,
                         help="output folder (default: STUDY_DIR/report; results/NAME-report for a URI)")
     parser.add_argument("--no-plots", action="store_true", help="tables and findings only")
 
 
 def run_report(args: argparse.Namespace) -> int:
+    if args.out is not None and args.out.exists() and not args.out.is_dir():
+        raise ValueError(f"--out {args.out} is a file; the report is written into a folder: give a folder's path")
     study_dir = Storage.at(args.study_dir if args.study_dir is not None else latest_study())
     result = build_report(study_dir, args.out, plots=not args.no_plots)
     print(summary_table(result.study, problems=False), end="")  # build_report printed them on stderr

@@ -186,6 +186,8 @@ class StudyASHA(FIFOScheduler):
         ranks = searcher.ranks()
         trials = sorted(tune_controller.get_trials(),
                         key=lambda t: (ranks.get(t.config.get("cell"), (0, math.inf)), proposal_order(t)))
+        searcher.tally(running=sum(t.status == Trial.RUNNING for t in trials),
+                       starting=sum(t.status == Trial.PENDING for t in trials))
         # A paused trial goes on only when chosen here, one a step; Tune starts PENDING trials by itself. So a
         # trial free to leave its rung comes first: choosing a PENDING one (which waits for its worker) would keep
         # every paused trial waiting behind it.

@@ -121,13 +121,19 @@ class StudySearch(Searcher):
 
     # -------------------------------------------------------------------------------------------- the driver's calls
 
+    def tally(self, running: int, starting: int) -> None:
+        """Tune's count of its trials running (holding a slot) and waiting to start, for the status line; the
+        trials this searcher proposed and Tune has not paused or ended are those, and ones Tune has not placed."""
+        self.cells
+        self._state["tally"] = (running, starting)
+
     def unfinished(self) -> list[str]:
         return [cell_id for cell_id, progress in self.cells.items() if not progress.over]
 
     def status(self) -> dict:
         """Counts for the driver's status line, and the beats trained and left to train (about)."""
         cells, state = dict(self.cells), self._state
-        running = len(state["live"] - state["paused"])
+        running, starting = state.get("tally") or (len(state["live"] - state["paused"]), 0)
         done_work = left = 0
         for progress in cells.values():
             spec = progress.spec
@@ -138,7 +144,8 @@ class StudySearch(Searcher):
         return {"done": sum(p.done for p in cells.values()),
                 "running": sum(p.started and not p.over for p in cells.values()),
                 "waiting": sum(not p.started and not p.over for p in cells.values()),
-                "trials_running": running, "trials_finished": sum(len(p.ended) for p in cells.values()),
+                "trials_running": running, "trials_starting": starting,
+                "trials_finished": sum(len(p.ended) for p in cells.values()),
                 "work_done": done_work, "work_left": left}
 
     # -------------------------------------------------------------------------------------------- proposals

@@ -1,0 +1,105 @@
+"""A trial's folder: what it holds, and how each file is read and written (study/trial.py trains; this module
+owns the files).
+
+    config.json    the resolved config, the data's fingerprint and split sizes, software versions
+    splits.npz     the source row indices of the train / validation / test beats
+    metrics.csv    one row per epoch: training loss, validation metrics, seconds, beats/s
+    best.pt        the best epoch's weights (a models.transfer checkpoint: weights + config + fingerprint)
+    last.pt        everything needed to continue after the last finished epoch
+    final.json     the best epoch, its validation metrics and the test metrics
+
+A damaged config.json or final.json is written again from what the trial knows (its config, last.pt), with a
+line saying so; a damaged last.pt is refused with what to do, since nothing else holds the training state.
+"""
+
+import csv
+import io
+import json
+import platform
+from pathlib import Path
+
+import torch
+
+from data import TaskData
+from data.files import write_json, write_text
+from study.config import CONFIG_FILE, TrialConfig
+
+STATE_FORMAT, STATE_VERSION = "ecg-study-trial-state", 1
+# Config fields that may differ when a trial is continued: they change how fast it runs, not what it computes.
+# A cosine schedule is drawn over the trial's epochs, so there its length is fixed too (see load_state).
+RESUMABLE_CHANGES = {"epochs", "patience", "device", "eval_batch_size"}
+
+
+def load_state(path: Path, config: TrialConfig, data: TaskData) -> dict:
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # truncated or corrupt; a pickle carrying code is refused, never run
+        reason = (str(error).strip().splitlines() or [type(error).__name__])[0].split(". ")[0]
+        raise ValueError(f"{path} cannot be read as a trial state ({reason}); "
+                         "move it away to start the trial afresh.") from None
+    if not isinstance(state, dict) or state.get("format") != STATE_FORMAT or state.get("version") != STATE_VERSION:
+        raise ValueError(f"{path} is not a resumable trial state of this version; move it away to start afresh.")
+    saved = TrialConfig.from_dict(state["config"]).to_dict()
+    resumable = RESUMABLE_CHANGES - ({"epochs"} if config.schedule != "constant" else set())
+    differences = [f"{key} {saved[key]!r} -> {value!r}" for key, value in config.to_dict().items()
+                   if key not in resumable and saved[key] != value]
+    if differences:
+        raise ValueError(f"{path.parent} holds a trial with another config ({'; '.join(differences)}); "
+                         "use another output folder to start a new trial.")
+    if state["epoch"] > config.epochs:
+        raise ValueError(f"{path.parent} holds a trial already trained for {state['epoch']} epochs, more than the "
+                         f"{config.epochs} asked for; ask for at least {state['epoch']} or use another folder.")
+    if state["fingerprint"] != data.fingerprint:
+        raise ValueError(f"{path.parent} holds a trial trained on other data (fingerprint {state['fingerprint'][:12]} "
+                         f"vs {data.fingerprint[:12]}); use another output folder.")
+    return state
+
+
+def write_epochs_csv(path: Path, history: list[dict]) -> None:
+    columns = list(dict.fromkeys(key for row in history for key in row))
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(history)
+    write_text(path, buffer.getvalue())
+
+
+FINAL_FIELDS = ("config", "epochs_run", "best_epoch", "stopped_early", "val", "test", "checkpoint")
+
+
+def read_object(path: Path, fields: tuple[str, ...]) -> tuple[dict | None, str | None]:
+    """A trial file's JSON object with ``fields``, or None and what is wrong with it (None where it is absent)."""
+    try:
+        doc = json.loads(path.read_text())
+    except FileNotFoundError:
+        return None, None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        return None, f"cannot be read ({error})"
+    if not isinstance(doc, dict):
+        return None, f"holds a JSON {type(doc).__name__}, not an object"
+    missing = [name for name in fields if name not in doc]
+    if missing:
+        return None, f"lacks the field {missing[0]}"
+    return doc, None
+
+
+def describe_again(out_dir: Path, config: TrialConfig, data: TaskData, device, dtype, log) -> None:
+    """config.json of a trial continued or found finished: written again where it no longer describes the trial
+    (damaged, or of fewer epochs than a constant-rate trial now trains), said where it was damaged."""
+    described, problem = read_object(out_dir / CONFIG_FILE, ("config",))
+    if described is not None and described["config"] == config.to_dict():
+        return
+    if problem is not None or described is None:
+        log(f"{out_dir / CONFIG_FILE} {problem or 'is missing'}: written again.")
+    write_json(out_dir / CONFIG_FILE, describe(config, data, device, dtype))
+
+
+def describe(config: TrialConfig, data: TaskData, device: torch.device, dtype: torch.dtype | None) -> dict:
+    return {
+        "config": config.to_dict(),
+        "data": {"task": data.task, "source": data.source, "fingerprint": data.fingerprint,
+                 "class_names": list(data.class_names), "oversample": data.oversample,
+                 "sizes": {name: int(len(getattr(data, name).y)) for name in ("train", "val", "test")}},
+        "runtime": {"device": str(device), "autocast": str(dtype) if dtype else "fp32",
+                    "torch": torch.__version__, "python": platform.python_version()},
+    }
