@@ -89,10 +89,10 @@ def download(to="input", *, expected: dict[str, tuple[int, str]] = KAGGLE_FILES,
     """
     to = Path(to)
     to.mkdir(parents=True, exist_ok=True)
+    if (to / DEMO_MANIFEST).exists():  # ensure_demo would restore its own files over what is downloaded here
+        raise DownloadError(f"{to} holds demo data (data.demo wrote its {DEMO_MANIFEST} there): download into another "
+                            "folder, or move the demo files away first")
     report = {name: verify_file(to / name, sizes) for name, sizes in expected.items()}
-    demo = [sentence for status, sentence in report.values() if status == "demo"]
-    if demo:
-        raise DownloadError(demo[0])
     todo = [name for name, (status, _) in report.items() if force or status not in ("ok", "crlf")]
     if todo:
         with tempfile.TemporaryDirectory(dir=to, prefix=".download-") as work:

@@ -168,8 +168,8 @@ CASES = [
          r"^error: demo rows must be an integer from 100 to 1,000,000, got 100000000000000000000$"),
     Case("data.download into a folder of demo data",
          lambda w, folder: command(module(download), "--to", w.input),
-         r"^error: \S+mitbih_train\.csv is demo data \(data\.demo wrote it: demo\.json is beside it\), not the Kaggle "
-         r"file: download into another folder, or move the demo files away first$"),
+         r"^error: \S+ holds demo data \(data\.demo wrote its demo\.json there\): download into another folder, or "
+         r"move the demo files away first$"),
     # --- empty paths and names: never the current folder, never the profile's study
     Case("data.demo --out empty", lambda w, folder: command(module(demo), "--out", ""),
          r"error: argument --out: is empty: give a path$"),
