@@ -1,7 +1,7 @@
 """The study's one experiment on a big logical cluster: makespan and slot utilization against a lower bound.
 
     python -m bench.bench_cluster                    # 16 and 64 logical CPUs, both cost models: bench/RESULTS.md
-    python -m bench.bench_cluster --slots 16 --models one-rate --scale 2 --baseline-at    # one setting, quicker
+    python -m bench.bench_cluster --slots 16 --models one-rate --scale 2 --section cluster-baseline   # the speed-up
 
 The paper profile's shape (24 cells, 16 samples a cell, successive halving by 2, 3 seeds), its budgets divided by
 ten (arrhythmia 8 epochs, MI 60, grace 1: the same rungs as 80 / 600 with grace 10), through the real driver
@@ -18,11 +18,15 @@ cell A and its transfer cell T, (A's longest search trial + its seed run) + (T's
 run), and for every other cell its own two terms (a seed run whose epochs its chosen search trial trained costs
 nothing, and counts in neither W nor C). No schedule beats either term.
 
-Why --scale 8 by default: a trial's start, a pause and a resume cost Ray and Tune a second or more of CPU each
-(a worker process, a checkpoint copied, the driver's handling), and on this 2-core machine 16 or 64 logical slots
-share two real cores for it. At --scale 1 a search trial of an MI cell trains for a tenth of a second, so that
-overhead, not the schedule, set the makespan (16 slots, one rate: 236 s at --scale 1 against a bound of 80 s;
-231 s at 2 against 158 s, trials waiting on the driver for 30% and 10% of their time). At 8 it is about 0.3%.
+Why the longest epoch lasts slots / 2 x 2 seconds by default (--scale 8 at 16 slots, 32 at 64): a trial's start,
+a pause and a resume cost Ray and Tune a second or more of CPU each (a worker process, a checkpoint copied, the
+driver's handling), and on this 2-core machine all the logical slots share two real cores for it, as they share
+them for their idle workers (64 sleeping Ray actors take 0.55 of a core here). A cluster of 64 slots has the
+cores for it; this machine has a thirty-second of them. So the epochs grow with the slots, to keep that
+overhead's share of the work what it is at 16 slots. At --scale 1 a search trial of an MI cell trains for a
+tenth of a second, and the overhead, not the schedule, set the makespan (16 slots, one rate: 236 s at --scale 1
+against a bound of 80 s); 64 slots at --scale 8 spent 648 s on a bound of 345 s (per-model), with the driver
+busy a third of the time (py-spy), so not the driver but the machine's two cores were short.
 
 Is Tune's driver the bottleneck? A function trainable's report returns once the driver has handled it; the
 stand-in measures that wait. The table gives the driver's share of the time trials spent in their trainables.
@@ -31,6 +35,7 @@ are shrunk a hundredfold in time, and Tune's per-result cost is not.
 """
 
 import argparse
+import contextlib
 import glob
 import json
 import os
@@ -120,28 +125,29 @@ def measure(study: Path, slots: int, seconds, wall: float) -> dict:
             "utilization": busy / (slots * makespan), "driver_share": wait / busy if busy else 0.0}
 
 
-def write_table(rows: list, scale: float) -> None:
+def write_table(rows: list, section: str) -> None:
     """The section of bench/RESULTS.md, with the settings measured so far (written after each one, so a run cut
     short keeps what it measured)."""
     lines = [
         "The paper profile's shape through the real driver with a stand-in trainable that sleeps (study/tune/"
         "standin.py): 24 cells, 16 samples, successive halving by 2, 3 seeds; budgets divided by ten (arrhythmia "
-        f"8 epochs, MI 60, grace 1); the longest epoch {LONGEST * scale:.1f} s. Bound: max(longest chain of "
+        "8 epochs, MI 60, grace 1); longest epoch: the seconds one of arrhythmia with SMOTE-Tomek sleeps (the "
+        "slots / 2 x 2 s by default, see the script's docstring). Bound: max(longest chain of "
         "dependent work, work done / slots) (see the script's docstring). Utilization: seconds inside trainables "
         "over slots x makespan. Driver: the share of those seconds a trial waited for Tune's driver to take its "
         "report.", "",
-        "| cost model | slots | cells at once | makespan | bound | makespan / bound | utilization | driver | "
-        "speed-up over one cell at a time |", "|---|---:|---|---:|---:|---:|---:|---:|---:|"]
-    for cost, slots, default, one in rows:
+        "| cost model | slots | longest epoch | cells at once | makespan | bound | makespan / bound | utilization | "
+        "driver | speed-up over one cell at a time |", "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|"]
+    for cost, slots, scale, default, one in rows:
         for label, m in (("all (default)", default), ("1 (--max-cells 1)", one)):
             if m is None:
                 continue
-            lines.append(f"| {cost} | {slots} | {label} | {m['makespan']:.0f} s | {m['bound']:.0f} s | "
+            lines.append(f"| {cost} | {slots} | {LONGEST * scale:.0f} s | {label} | {m['makespan']:.0f} s | {m['bound']:.0f} s | "
                          f"{m['makespan'] / m['bound']:.2f} | {m['utilization']:.2f} | {m['driver_share']:.3f} | "
                          + (f"{one['makespan'] / default['makespan']:.1f}x |" if m is default and one else "|"))
     lines += ["", "Targets: the default within 1.25x of the bound in every setting; at least 4x faster than "
               "--max-cells 1 at 16 slots, one rate."]
-    write_section("cluster", "\n".join(lines))
+    write_section(section, "\n".join(lines))
     print("\n".join(lines), flush=True)
 
 
@@ -149,22 +155,33 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--slots", type=int, nargs="+", default=[16, 64])
     parser.add_argument("--models", nargs="+", default=["one-rate", "per-model"], choices=["one-rate", "per-model"])
-    parser.add_argument("--scale", type=float, default=8.0, help="the longest epoch takes 2 s times this")
+    parser.add_argument("--scale", type=float, default=None,
+                        help="the longest epoch takes 2 s times this (default: slots / 2; see the docstring)")
+    parser.add_argument("--section", default="cluster",
+                        help="the section of bench/RESULTS.md to write (another keeps the main run's figures)")
+    parser.add_argument("--keep", type=Path, default=None, metavar="DIR",
+                        help="keep the studies in DIR (default: a temporary folder, removed at the end)")
     parser.add_argument("--baseline-at", nargs="*", default=["one-rate:16"], metavar="COST:SLOTS",
                         help="the settings that also run --max-cells 1 (default: one-rate:16, where the speed-up "
                              "target is; it takes about five times the default's time)")
     args = parser.parse_args()
+    if args.keep is not None and args.keep.exists() and any(args.keep.iterdir()):
+        parser.error(f"--keep {args.keep} is not empty: a study there would be continued, not measured")
     os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     rows = []
-    with tempfile.TemporaryDirectory(prefix="bench-cluster-") as folder:
+    with contextlib.ExitStack() as stack:
+        folder = args.keep or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-cluster-")))
         for cost in args.models:
             for slots in args.slots:
+                scale = args.scale or slots / 2
                 baseline = f"{cost}:{slots}" in args.baseline_at
-                measured = {cells: run(slots, cost, args.scale, cells, Path(folder))
+                measured = {cells: run(slots, cost, scale, cells, folder)
                             for cells in ((None, 1) if baseline else (None,))}
                 default, one = measured[None], measured.get(1)
-                rows.append((cost, slots, default, one))
-                print(cost, slots, json.dumps({"default": default, "max_cells_1": one}), flush=True)
-                write_table(rows, args.scale)
+                rows.append((cost, slots, scale, default, one))
+                print(cost, slots, scale, json.dumps({"default": default, "max_cells_1": one}), flush=True)
+                write_table(rows, args.section)
+
+
 if __name__ == "__main__":
     main()
