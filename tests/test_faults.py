@@ -192,6 +192,9 @@ class FakeSearcher:
     def finish(self, trial, result, error, trials) -> None:
         self.told[trial.trial_id] = result
 
+    def tally(self, running: int, starting: int) -> None:
+        self.counts = (running, starting)
+
 
 class FakeController:
     """Tune's controller as a scheduler sees it: the trials, the search algorithm, and stop_trial, which tells the

@@ -154,7 +154,7 @@ class StudyASHA(FIFOScheduler):
     def _settle(self, tune_controller) -> None:
         """Decide the paused trials whose earlier trials are now known; stop those below the cutoff, and trials
         that no longer count for their cell."""
-        searcher, changed, stopped = tune_controller.search_alg.searcher, False, []
+        searcher, changed = tune_controller.search_alg.searcher, False
         for trial in sorted(tune_controller.get_trials(), key=proposal_order):
             if trial.status in (Trial.PENDING, Trial.PAUSED) and not searcher.is_current(trial):
                 tune_controller.stop_trial(trial)  # restored, of a cell finished or tried again afresh
@@ -170,14 +170,15 @@ class StudyASHA(FIFOScheduler):
                 record["stop"] = self._decide(tune_controller, trial, milestone)
                 changed = changed or record["stop"] is not None
             if record["stop"]:
-                stopped.append(trial)
+                if changed:  # the decision is on file before it is acted on
+                    self._save()
+                    changed = False
+                tune_controller.stop_trial(trial)  # the searcher learns its last result (on_trial_remove)
         # Tune calls this at every step: the file (written with an fsync) is rewritten only when a decision was
-        # made, once, before it is acted on; rewriting it for each trial still waiting took 40% of the driver's
-        # time at 64 slots (bench/bench_cluster.py).
+        # made; rewriting it for each trial still waiting took 40% of the driver's time at 64 slots
+        # (bench/bench_cluster.py).
         if changed:
             self._save()
-        for trial in stopped:
-            tune_controller.stop_trial(trial)  # the searcher learns its last result (on_trial_remove)
 
     def choose_trial_to_run(self, tune_controller) -> Trial | None:
         searcher = tune_controller.search_alg.searcher
