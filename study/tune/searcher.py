@@ -122,8 +122,8 @@ class StudySearch(Searcher):
     # -------------------------------------------------------------------------------------------- the driver's calls
 
     def tally(self, running: int, starting: int) -> None:
-        """Tune's count of its trials running (holding a slot) and waiting to start, for the status line; the
-        trials this searcher proposed and Tune has not paused or ended are those, and ones Tune has not placed."""
+        """Tune's own count of its trials running (holding a slot) and pending (not started yet), told by the
+        scheduler at every step, for the status line: the trials proposed and not paused or ended are both kinds."""
         self.cells
         self._state["tally"] = (running, starting)
 
