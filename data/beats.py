@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from data import cache
+from data import cache, files
 from data.constants import (ARRHYTHMIA_CLASSES, BEAT_LEN, KAGGLE_DATASET, MITBIH_TEST, MITBIH_TRAIN,
                             PTB_ABNORMAL, PTB_NORMAL)
 
@@ -103,7 +103,7 @@ def load_beat_file(path, cache_dir=None) -> BeatFile:
     """Like load_beats, with the file's fingerprint. `cache_dir` defaults to `.cache` beside the file."""
     path = Path(path)
     if not path.exists():
-        raise DataError(missing_file_message(path))
+        raise DataError(files.broken_link(path) or missing_file_message(path))
     if not path.is_file():
         raise DataError(f"{path} is not a file: expected a heartbeat CSV")
     cache_dir = cache.default_cache_dir(path.parent) if cache_dir is None else Path(cache_dir)

@@ -1,6 +1,7 @@
 """Atomic file writes, shared by every package: a reader sees the old file or the new one, never half of one."""
 
 import contextlib
+import errno
 import json
 import os
 import re
@@ -72,6 +73,21 @@ def write_json(path: Path | str, obj) -> Path:
     return write_text(path, json.dumps(obj, indent=2, sort_keys=True, allow_nan=False) + "\n")
 
 
+def broken_link(path: Path | str) -> str | None:
+    """Why ``path`` is a symbolic link that leads to no file, as a sentence (None where it is not one): a link
+    into a folder that was moved, or links that lead back to each other, would otherwise read as a missing file."""
+    path = Path(path)
+    if not path.is_symlink():
+        return None
+    try:
+        os.stat(path)
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            return f"{path} is a symbolic link in a loop (following it leads back to a link already followed)"
+        return f"{path} is a symbolic link to {os.readlink(path)}, which does not exist ({error.strerror})"
+    return None
+
+
 def refuse_foreign(folder: Path | str, names, manifest: str, writer: str) -> None:
     """ValueError where ``folder`` holds one of the files ``names`` but not ``manifest``, the record ``writer``
     leaves beside the files it writes: they came from elsewhere (the real data set, say), and writing would
@@ -79,7 +95,7 @@ def refuse_foreign(folder: Path | str, names, manifest: str, writer: str) -> Non
     folder = Path(folder)
     if not folder.is_dir() or (folder / manifest).exists():
         return
-    there = [name for name in names if (folder / name).exists()]
+    there = [name for name in names if os.path.lexists(folder / name)]  # a link the user made counts too
     if there:
         raise ValueError(f"{folder} holds {', '.join(there)}, which {writer} did not write (no {manifest} beside "
                          f"{'it' if len(there) == 1 else 'them'}): writing there would replace "

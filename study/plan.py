@@ -10,7 +10,7 @@ from dataclasses import MISSING, asdict, dataclass, field, fields
 from datetime import datetime, timezone
 from pathlib import Path
 
-from data import entry
+from data import entry, files
 from data.constants import MODEL_NAMES, TASKS
 from study.arguments import non_negative_float, positive_float, positive_int, seed
 from study.config import RECIPES, describe_recipe
@@ -79,6 +79,9 @@ def resolve_plan(args: argparse.Namespace) -> StudyPlan:
         if path.exists() and not path.is_dir():
             raise ValueError(f"{flag} {path} is a file; give a folder")
     wanted = input_files(Path(args.input), {cell.task for cell in cells}, args.split)
+    for path in wanted:
+        if files.broken_link(path):  # not a missing file: demo data in its place would hide the mistake
+            raise ValueError(f"--input: {files.broken_link(path)}")
     missing = [path for path in wanted if not path.is_file()]
     if args.demo is False and missing:
         raise ValueError(f"{args.input} lacks {_names(missing)} for this study; put them there "

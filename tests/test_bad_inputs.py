@@ -97,6 +97,16 @@ CASES = [
                                "--batch-size", 32, "--out", w.results / "broken-trial"),
          r"^error: \S+last\.pt cannot be read as a trial state \(.+\); move it away to start the trial afresh\.$"),
     # --- paths and addresses
+    Case("CSV that is a symbolic link in a loop",
+         lambda w, folder: ((folder / "mitbih_train.csv").symlink_to("loop"),
+                            (folder / "loop").symlink_to("mitbih_train.csv"), load(folder / "mitbih_train.csv", w))[2],
+         r"^\S+/mitbih_train\.csv is a symbolic link in a loop \(following it leads back to a link already "
+         r"followed\)$"),
+    Case("input folder with a CSV linked to a file that is gone",
+         lambda w, folder: ((folder / "mitbih_train.csv").symlink_to(w.root / "moved-away.csv"),
+                            launch_without_ray(w, "--input", folder))[1],
+         r"^error: --input: \S+/mitbih_train\.csv is a symbolic link to \S+/moved-away\.csv, which does not exist "
+         r"\(No such file or directory\)$"),
     Case("study name climbing out of --results", lambda w, folder: launch_without_ray(w, "--name", "../escape"),
          r"^error: --name '\.\./escape' must be a plain folder name \(letters, digits, '\.', '_', '-'\), so the "
          r"study stays inside --results\.$"),
