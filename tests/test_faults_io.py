@@ -293,6 +293,7 @@ def _last_line(stderr: str) -> str:
     return stderr.strip().splitlines()[-1]
 
 
+@pytest.mark.slow
 def test_a_study_whose_cells_folder_turns_read_only_stops_with_one_sentence(finished_study, tmp_path,
                                                                            read_only_binds):
     study, kept = _copy_study(finished_study, tmp_path)
@@ -311,6 +312,7 @@ def test_a_study_whose_cells_folder_turns_read_only_stops_with_one_sentence(fini
     _assert_study_intact(study, kept)
 
 
+@pytest.mark.slow
 def test_a_study_whose_disk_fills_while_copying_a_final_checkpoint_stops_with_one_sentence_and_continues_later(
         ray_2cpu, finished_study, tmp_path, capsys):
     study, kept = _copy_study(finished_study, tmp_path)
@@ -338,6 +340,7 @@ def test_a_study_whose_disk_fills_while_copying_a_final_checkpoint_stops_with_on
     assert json.loads((study / "cells" / f"{NEXT}.json").read_text())["seeds"] and target.exists()
 
 
+@pytest.mark.slow
 def test_a_trial_that_cannot_write_its_checkpoint_ends_the_study_with_the_reason(finished_study, tmp_path, capsys):
     def limit_file_size():  # nested, so Ray ships it by value to workers that cannot import this module
         import resource

@@ -68,6 +68,7 @@ def test_smoke_study_over_every_cell_writes_a_json_per_cell(ray_2cpu, tmp_path, 
     assert before == {p: p.stat().st_mtime_ns for p in (study / "cells").glob("*.json")}
 
 
+@pytest.mark.slow
 def test_four_half_gpu_trials_share_two_gpus_at_once(tmp_path):
     # No real GPU is needed: Ray schedules by the GPUs it is told about; the trials then run on the CPU.
     with own_ray(num_cpus=4, num_gpus=2):  # a stand-in trainable: what is tested is where Tune puts the trials
@@ -84,6 +85,7 @@ def test_four_half_gpu_trials_share_two_gpus_at_once(tmp_path):
     assert latest_start < earliest_end, f"the four trials did not overlap: {trials}"
 
 
+@pytest.mark.slow
 def test_a_trial_that_crashes_once_is_retried_from_its_checkpoint(ray_2cpu, tmp_path):
     marker = tmp_path / "crashed"
     args = launch_args("--profile", "smoke", "--input", tmp_path / "input", "--results", tmp_path / "results",

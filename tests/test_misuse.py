@@ -53,6 +53,7 @@ def test_a_loss_that_overflows_ends_the_trial_with_its_epoch_and_batch(demo_dir,
     assert not (out / "last.pt").exists() and not (out / "final.json").exists(), "no epoch was saved"
 
 
+@pytest.mark.slow
 def test_a_study_cell_whose_loss_overflows_is_failed_with_the_reason(ray_2cpu, demo_dir, tmp_path, capsys):
     folder = copy_input(demo_dir, tmp_path / "input", scale_train=1e38)
     code = run_launch(launch_args("--input", folder, "--results", tmp_path / "results", "--name", "nan", *ONE_CELL))
