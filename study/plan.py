@@ -80,8 +80,8 @@ def resolve_plan(args: argparse.Namespace) -> StudyPlan:
             raise ValueError(f"{flag} {path} is a file; give a folder")
     wanted = input_files(Path(args.input), {cell.task for cell in cells}, args.split)
     for path in wanted:
-        if files.broken_link(path):  # not a missing file: demo data in its place would hide the mistake
-            raise ValueError(f"--input: {files.broken_link(path)}")
+        if problem := files.broken_link(path):  # not a missing file: demo data in its place would hide the mistake
+            raise ValueError(f"--input: {problem}")
     missing = [path for path in wanted if not path.is_file()]
     if args.demo is False and missing:
         raise ValueError(f"{args.input} lacks {_names(missing)} for this study; put them there "
