@@ -52,14 +52,15 @@ def _col(values) -> np.ndarray:
     return np.asarray(values, dtype=np.float64).reshape(-1, 1)
 
 
-def _normal_beat(rng, n, rr, r0, next_rr_factor, p_amp, st_amp=0.0):
-    """Narrow QRS at r0, upright T, then the next beat's P and R; `rr` is the local RR interval."""
+def _normal_beat(rng, n, rr, r0, next_rr_factor, p_amp, st_amp=0.0, t_sign=1.0):
+    """Narrow QRS at r0, a T wave (upright unless ``t_sign`` is -1), then the next beat's P and R; `rr` is the
+    local RR interval."""
     u = lambda lo, hi: _col(rng.uniform(lo, hi, n))  # noqa: E731
     r_sigma = u(1.2, 2.6)
     x = _gauss(r0, r_sigma, u(0.9, 1.1))
     x += _gauss(r0 + u(2.8, 4.2), u(0.8, 1.5), -u(0.1, 0.35))  # S wave
     t_mu = r0 + 0.28 * rr + u(-4, 4)
-    x += _gauss(t_mu, u(4.5, 8.0), u(0.15, 0.4))  # T wave
+    x += _gauss(t_mu, u(4.5, 8.0), t_sign * u(0.15, 0.4))  # T wave
     if np.any(st_amp):  # ST elevation: a plateau from the J point into the T wave
         j = r0 + u(4, 6)
         x += st_amp / (1 + np.exp(-(_T - j) / 1.2)) / (1 + np.exp((_T - t_mu) / 3.0))
@@ -126,7 +127,8 @@ def _mi_beats(rng, labels, rr, r0):
     mi = _col(labels == 1)
     st = mi * _col(rng.uniform(0.12, 0.35, n))
     p = _col(rng.uniform(0.05, 0.18, n))
-    x, nxt = _normal_beat(rng, n, rr, r0, _col(rng.uniform(0.92, 1.08, n)), p, st_amp=st)
+    t_sign = 1 - 2 * mi * _col(rng.random(n) < 0.5)  # half of them with the T wave inverted
+    x, nxt = _normal_beat(rng, n, rr, r0, _col(rng.uniform(0.92, 1.08, n)), p, st_amp=st, t_sign=t_sign)
     q_wave = mi * _col(rng.random(n) < 0.6) * _col(rng.uniform(0.15, 0.4, n))
     x -= _gauss(nxt - _col(rng.uniform(2.5, 3.5, n)), _col(rng.uniform(0.9, 1.4, n)), q_wave)
     return x

@@ -96,7 +96,6 @@ def resolve_plan(args: argparse.Namespace) -> StudyPlan:
     budgets = {model: {key: value for key, value in budget.items() if not overridden[key]}
                for model, budget in profile.models.items() if model in args.models}
     budgets = {model: budget for model, budget in budgets.items() if budget}
-    all_epochs = [*max_epochs.values(), *(e for b in budgets.values() for e in b.get("max_epochs", {}).values())]
     name = args.name if args.name is not None else args.profile  # --name "" is refused, not the profile's
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):
         raise ValueError(f"--name {name!r} must be a plain folder name (letters, digits, '.', '_', '-'), "
@@ -104,7 +103,7 @@ def resolve_plan(args: argparse.Namespace) -> StudyPlan:
     return StudyPlan(
         name=name, profile=args.profile, cells=tuple(c.cell_id for c in cells),
         samples=args.samples or profile.samples, max_epochs=max_epochs,
-        seeds=tuple(range(args.seed, args.seed + seeds)), grace_period=min(grace, *all_epochs),
+        seeds=tuple(range(args.seed, args.seed + seeds)), grace_period=grace,
         patience=profile.patience, smote_method=args.smote_method, input=str(args.input), demo=demo,
         demo_rows=args.demo_rows or profile.demo_rows,
         limit=args.limit if args.limit is not None else (profile.limit if demo else None),

@@ -145,8 +145,8 @@ def test_the_smoke_profile_gives_cnet_a_budget_it_learns_in_and_flags_override_i
     cnet, bigru = Cell("arrhythmia", "cnet", "none"), Cell("arrhythmia", "bigru", "none")
     mi = Cell("mi", "cnet", "none")
     smoke = plan()
-    assert (smoke.epochs(cnet), smoke.limit_of(cnet), smoke.epochs(mi)) == (16, None, 30)
-    assert (smoke.epochs(bigru), smoke.limit_of(bigru), smoke.batch_sizes, smoke.grace_period) == (1, 200, (64,), 1)
+    assert (smoke.epochs(cnet), smoke.limit_of(cnet), smoke.epochs(mi)) == (16, 2000, 20)
+    assert (smoke.epochs(bigru), smoke.limit_of(bigru), smoke.batch_sizes, smoke.grace_period) == (1, 200, (64,), 3)
     assert smoke.lr_range == (5e-4, 2e-3) and plan("--profile", "paper").lr_range == (1e-4, 1e-2)
     given = plan("--max-epochs", "3", "--limit", "150")  # a flag sets every model's budget
     assert {(given.epochs(c), given.limit_of(c)) for c in (cnet, bigru, mi)} == {(3, 150)}
