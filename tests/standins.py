@@ -33,6 +33,24 @@ def crashing_once(marker: Path, epoch: int):
     return trainable
 
 
+def file_size_limited(max_bytes: int):
+    """The study's trainable, run with the worker's file size limit (RLIMIT_FSIZE) at ``max_bytes``: a write past
+    it fails in the kernel (EFBIG), as on a full disk. The worker's own limit comes back when the trial ends, so a
+    reused worker runs later trials as before."""
+    from study.tune.trainable import study_trainable
+
+    def trainable(config: dict, datasets: dict) -> None:
+        import resource
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (max_bytes, hard))
+        try:
+            study_trainable(config, datasets)
+        finally:
+            resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+    return trainable
+
+
 def launch_args(*flags: str):
     """The parsed flags of `python -m study launch FLAGS`, for run_launch."""
     from study.cli import get_args_parser

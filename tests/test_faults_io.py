@@ -27,8 +27,8 @@ import torch
 from study.cli import main
 from study.launch import run_launch
 from study.lock import TRIAL_LOCK
-from tests.rays import own_ray, shared_ray
-from tests.standins import launch_args, sleeping
+from tests.rays import shared_ray
+from tests.standins import file_size_limited, launch_args, sleeping
 
 ROOT = Path(__file__).resolve().parents[1]
 LIBC = ctypes.CDLL(None, use_errno=True)  # loaded here: the child between fork and exec only calls it
@@ -341,17 +341,12 @@ def test_a_study_whose_disk_fills_while_copying_a_final_checkpoint_stops_with_on
 
 
 @pytest.mark.slow
-def test_a_trial_that_cannot_write_its_checkpoint_ends_the_study_with_the_reason(finished_study, tmp_path, capsys):
-    def limit_file_size():  # nested, so Ray ships it by value to workers that cannot import this module
-        import resource
-
-        resource.setrlimit(resource.RLIMIT_FSIZE, (500_000, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
-
-    # Ray's workers (not Ray itself, whose object store is a file) get a 500 kB file size limit: a cnet
-    # trial's last.pt (about 900 kB) fails in every attempt.
-    with own_ray(num_cpus=2, runtime_env={"worker_process_setup_hook": limit_file_size}):
-        code = main([*STUDY, "--models", "cnet", "--input", str(finished_study / "input"),
-                     "--results", str(tmp_path / "results")])
+def test_a_trial_that_cannot_write_its_checkpoint_ends_the_study_with_the_reason(ray_2cpu, finished_study, tmp_path,
+                                                                                capsys):
+    # The trials run with a 500 kB file size limit (the driver and Ray itself do not): a cnet trial's last.pt
+    # (about 900 kB) fails in every attempt.
+    flags = [*STUDY[1:], "--models", "cnet", "--input", finished_study / "input", "--results", tmp_path / "results"]
+    code = run_launch(launch_args(*flags), trainable=file_size_limited(500_000))
     assert code == 1
     line = _last_line(capsys.readouterr().err)
     assert line.startswith(f"error: 1 cell(s) of study 'io' did not finish: {DONE}: every search trial failed; the "
