@@ -39,7 +39,8 @@ def test_a_two_node_cluster_runs_a_study_through_its_address(tmp_path):
             [sys.executable, "-m", "study", "launch", "--profile", "smoke", "--address", address,
              "--input", str(tmp_path / "input"), "--results", str(tmp_path / "results"), "--name", "cluster",
              "--tasks", "arrhythmia", "--models", "cnet", "--oversample", "none", "--samples", "4",
-             "--max-epochs", "3", "--limit", "600", "--seeds", "2"],
+             "--max-epochs", "3", "--grace-period", "1", "--limit", "600",
+             "--seeds", "2"],
             cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
         assert study.returncode == 0, study.stdout + study.stderr
     finally:

@@ -33,8 +33,8 @@ NAME = "faults"
 CELLS = ("arrhythmia-cnet-none-scratch", "mi-cnet-none-scratch", "mi-cnet-none-transfer")
 # Three samples on two CPUs: the third trial starts while one of the first two still runs. Rungs at epochs 1, 2.
 # Two seeds: seed 0's run is the chosen search trial's (it trains nothing), seed 1's trains.
-FLAGS = ["--models", "cnet", "--oversample", "none", "--samples", "3", "--max-epochs", "4", "--limit", "1000",
-         "--seeds", "2"]
+FLAGS = ["--models", "cnet", "--oversample", "none", "--samples", "3", "--max-epochs", "4", "--grace-period",
+         "1", "--limit", "1000", "--seeds", "2"]
 # Columns of the report's tables that are wall-clock measurements; every other column must match exactly.
 TIMING_COLUMNS = {"wall time"}
 # Keys of a cell JSON that record when it ran rather than what it computed.
@@ -342,7 +342,7 @@ from tests.standins import launch_args
 folder = Path(sys.argv[1])
 args = launch_args("--profile", "smoke", "--input", folder / "input", "--results", folder / "results", "--name", "toy",
                    "--tasks", "arrhythmia", "--models", "cnet", "--oversample", "none", "--samples", "3",
-                   "--max-epochs", "4", "--limit", "300", "--seeds", "1", "--num-cpus", "2")
+                   "--max-epochs", "4", "--grace-period", "1", "--limit", "300", "--seeds", "1", "--num-cpus", "2")
 # The cell's first three proposals, as its searcher will make them: trial i is the one with the i-th learning rate.
 plan = resolve_plan(args)
 cell = Cell.from_id("arrhythmia-cnet-none-scratch")

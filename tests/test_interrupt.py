@@ -25,7 +25,8 @@ def test_ctrl_c_ends_the_launch_with_130_and_the_same_command_finishes_it(tmp_pa
     env.update(RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0", RAY_TMPDIR=ray_tmp, PYTHONPATH=str(ROOT))
     flags = ["launch", "--profile", "smoke", "--input", str(tmp_path / "input"), "--results", str(tmp_path / "results"),
              "--name", "ctrlc", "--num-cpus", "2", "--tasks", "arrhythmia,mi", "--models", "cnet", "--oversample",
-             "none", "--inits", "transfer", "--samples", "2", "--max-epochs", "10", "--limit", "200", "--seeds", "1"]
+             "none", "--inits", "transfer", "--samples", "2", "--max-epochs", "10", "--grace-period", "1",
+             "--limit", "200", "--seeds", "1"]
     log_path = tmp_path / "first.log"
     try:
         with open(log_path, "w") as log:

@@ -74,7 +74,8 @@ def test_four_half_gpu_trials_share_two_gpus_at_once(tmp_path):
     with own_ray(num_cpus=4, num_gpus=2):  # a stand-in trainable: what is tested is where Tune puts the trials
         code = run_launch(launch_args("--profile", "smoke", "--input", tmp_path / "input", "--results",
                                       tmp_path / "results", "--tasks", "arrhythmia", "--models", "cnet", "--oversample",
-                                      "none", "--samples", "4", "--max-epochs", "3", "--limit", "1500", "--seeds", "1",
+                                      "none", "--samples", "4", "--max-epochs", "3", "--grace-period", "1", "--limit",
+                                      "1500", "--seeds", "1",
                                       "--gpus-per-trial", "0.5", "--name", "gpus"),
                           trainable=sleeping({"cnet": 0.5}))
     assert code == 0

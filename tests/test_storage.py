@@ -175,7 +175,7 @@ def test_a_driver_killed_mid_cell_with_results_on_s3_continues_from_there(s3, tm
     command = [*standin_driver({"cnet": 0.5}), "launch", "--profile", "smoke", "--input", str(tmp_path / "input"),
                "--results", f"{s3}/killed", "--name", "s3kill", "--num-cpus", "2", "--tasks", "arrhythmia",
                "--models", "cnet", "--oversample", "none,smote", "--samples", "2", "--max-epochs", "6",
-               "--limit", "600", "--seeds", "1"]
+               "--grace-period", "1", "--limit", "600", "--seeds", "1"]
     log_path = tmp_path / "launch.log"
 
     def launch() -> subprocess.Popen:

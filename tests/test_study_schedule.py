@@ -19,8 +19,8 @@ pytestmark = pytest.mark.slow  # one study of 40 s that every test here reads
 # Four arrhythmia cells and their transfer cells; seq's trials all fail. The RNNs' epochs take longer, so the cnet
 # source finishes while their arrhythmia cells still run.
 FLAGS = ["--profile", "smoke", "--tasks", "arrhythmia,mi", "--models", "cnet,seq,bilstm,bigru", "--oversample", "none",
-         "--inits", "transfer", "--samples", "2", "--max-epochs", "4", "--limit", "200", "--seeds", "2",
-         "--name", "schedule"]
+         "--inits", "transfer", "--samples", "2", "--max-epochs", "4", "--grace-period", "1", "--limit", "200",
+         "--seeds", "2", "--name", "schedule"]
 SECONDS = {"cnet": 0.3, "seq": 0.3, "bilstm": 1.5, "bigru": 1.5}  # RNN cells outlast cnet by seconds, under load too
 FAILING = ("arrhythmia-seq-none-scratch",)
 
