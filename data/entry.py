@@ -40,9 +40,51 @@ def sentence(error: BaseException) -> str:
     return text.splitlines()[0] if text else type(error).__name__
 
 
+# Actions a flag may take more than once by design, or that take no value.
+_REPEATABLE = (argparse._AppendAction, argparse._AppendConstAction, argparse._CountAction, argparse._ExtendAction,
+               argparse._HelpAction, argparse._VersionAction)
+
+
+def parse(parser: argparse.ArgumentParser, argv=None) -> argparse.Namespace:
+    """``parser.parse_args(argv)``, refusing a flag that takes a value and is given twice: argparse keeps the last
+    one without a word, so `--epochs 40 ... --epochs 4` would train 4 epochs where the user reads 40."""
+    argv = [str(a) for a in (sys.argv[1:] if argv is None else argv)]
+    names = _value_flags(parser)
+    seen: dict[str, tuple[str, str]] = {}
+    for i, token in enumerate(argv):
+        if token == "--":
+            break
+        flag, equals, inline = token.partition("=")
+        canonical = names.get(flag) if token.startswith("--") else None
+        if canonical is None and token.startswith("--"):  # argparse takes a unique prefix of a long flag
+            matches = {name for option, name in names.items() if option.startswith(flag)}
+            canonical = matches.pop() if len(matches) == 1 else None
+        if canonical is None:
+            continue
+        value = inline if equals else (argv[i + 1] if i + 1 < len(argv) else "")
+        if canonical in seen:
+            parser.error(f"argument {canonical}: given twice ({seen[canonical][1]}, then {value}); give it once")
+        seen[canonical] = (flag, value)
+    return parser.parse_args(argv)
+
+
+def _value_flags(parser: argparse.ArgumentParser) -> dict[str, str]:
+    """Every long flag of ``parser`` and its subcommands that takes a value once: {flag: its longest name}."""
+    names = {}
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                names.update(_value_flags(sub))
+        elif action.option_strings and action.nargs != 0 and not isinstance(action, _REPEATABLE):
+            longest = max(action.option_strings, key=len)
+            names.update({option: longest for option in action.option_strings if option.startswith("--")})
+    return names
+
+
 def run(parser: argparse.ArgumentParser, main, argv=None) -> int:
-    """Parse ``argv`` and call ``main(args)``; its return value (None: 0) is the exit status."""
-    args = parser.parse_args(argv)
+    """Parse ``argv`` (a flag given twice is refused) and call ``main(args)``; its return value (None: 0) is the
+    exit status."""
+    args = parse(parser, argv)
     try:
         return main(args) or 0
     except BrokenPipeError:  # the output was piped into a reader that stopped (`| head`): nothing to say

@@ -165,7 +165,7 @@ def summarise_trial(final: dict, class_names: tuple[str, ...], seconds: float, o
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = get_args_parser().parse_args(argv)
+    args = entry.parse(get_args_parser(), argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)  # what continues a launch: the same command
     handlers = {"trial": run_trial_command, "launch": launch.run_launch, "report": report.run_report}
     if not args.verbose:  # a warning is one line, as an error is; -v shows where it came from

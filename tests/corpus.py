@@ -143,9 +143,16 @@ def cli(*argv) -> Callable[[], str]:
     return command(main, *argv)
 
 
+def defaults_then(defaults: dict, flags: tuple) -> list:
+    """``defaults`` ({flag: value}) as command-line words, less the flags a case gives itself, then ``flags``: a
+    flag may be given once only."""
+    given = {str(f).partition("=")[0] for f in flags if str(f).startswith("--")}
+    return [word for flag, value in defaults.items() if flag not in given for word in (flag, value)] + list(flags)
+
+
 def trial(w: Workspace, *flags) -> Callable[[], str]:
-    return cli("trial", "--input", w.input, "--cache", w.cache, "--limit", 200, "--out", w.trial, "--epochs", 1,
-               *flags)
+    return cli("trial", *defaults_then({"--input": w.input, "--cache": w.cache, "--limit": 200, "--out": w.trial,
+                                        "--epochs": 1}, flags))
 
 
 def study_record(**changes) -> dict:
@@ -156,8 +163,8 @@ def study_record(**changes) -> dict:
 
 
 def _launch_argv(w: Workspace, *flags) -> list:
-    return ["launch", "--input", w.input, "--results", w.results, "--tasks", "arrhythmia", "--models", "cnet",
-            "--oversample", "none", *flags]
+    return ["launch", *defaults_then({"--input": w.input, "--results": w.results, "--tasks": "arrhythmia",
+                                      "--models": "cnet", "--oversample": "none"}, flags)]
 
 
 def planned_study_record(w: Workspace, name: str) -> dict:
@@ -191,8 +198,8 @@ def launch_without_ray(w: Workspace, *flags) -> Callable[[], str]:
 def launch_subprocess(w: Workspace, *flags, timeout: float = 45) -> Callable[[], str]:
     """Attempt: `python -m study launch` in a child process (it may hang in ray.init); the last stderr line."""
     def attempt():
-        result = subprocess.run([sys.executable, "-m", "study", "launch", "--input", str(w.input),
-                                 "--results", str(w.results), *map(str, flags)],
+        words = defaults_then({"--input": w.input, "--results": w.results}, flags)
+        result = subprocess.run([sys.executable, "-m", "study", "launch", *map(str, words)],
                                 cwd=ROOT, capture_output=True, text=True, timeout=timeout)
         lines = result.stderr.strip().splitlines()
         assert result.returncode == 2 and lines, (result.returncode, result.stderr[-2000:])

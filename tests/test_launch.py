@@ -131,7 +131,9 @@ def test_a_changed_plan_is_refused_for_an_existing_study(ray_2cpu, tmp_path, cap
     weights, again = load_checkpoint(seed.checkpoint)["state_dict"], load_checkpoint(fresh["checkpoint"])["state_dict"]
     assert all(torch.equal(weights[k], again[k]) for k in weights)
 
-    assert launch(tmp_path, *flags, "--max-epochs", "2") == 2
+    changed = list(flags)
+    changed[changed.index("--max-epochs") + 1] = "2"
+    assert launch(tmp_path, *changed) == 2
     assert "holds study 'plan' with other settings (max_epochs" in capsys.readouterr().err
     assert cell.read_text() == before
 
