@@ -6,6 +6,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -58,3 +59,22 @@ def test_ctrl_c_ends_the_launch_with_130_and_the_same_command_finishes_it(tmp_pa
                                                                 "mi-cnet-none-transfer"]
     finally:
         shutil.rmtree(ray_tmp, ignore_errors=True)
+
+
+@pytest.mark.parametrize("after", [0.3, 1.5])
+def test_ctrl_c_while_the_libraries_load_ends_the_command_with_130(tmp_path, after):
+    """`python -m study` takes seconds to import torch and Ray: a Ctrl-C then ends it as one later does, with no
+    traceback, whichever library was loading."""
+    command = [sys.executable, "-m", "study", "trial", "--demo", "--input", str(tmp_path / "input"),
+               "--out", str(tmp_path / "trial"), "--epochs", "1"]
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               start_new_session=True)
+    time.sleep(after)
+    os.killpg(process.pid, signal.SIGINT)
+    try:
+        _, err = process.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        pytest.fail("the command went on after Ctrl-C")
+    assert process.returncode == 130, err
+    assert err.strip().splitlines()[-1].startswith("interrupted") and "Traceback" not in err, err
