@@ -107,7 +107,8 @@ def test_a_study_with_results_on_s3_runs_resumes_transfers_and_reports(s3, tmp_p
     results = f"{s3}/runs"
     flags = ["launch", "--profile", "smoke", "--input", str(tmp_path / "input"), "--results", results,
              "--name", "remote", "--tasks", "arrhythmia,mi", "--models", "cnet", "--oversample", "none",
-             "--limit", "150", "--samples", "1", "--max-epochs", "2", "--seeds", "1", "--transfer-mode", "frozen"]
+             "--limit", "150", "--samples", "1", "--max-epochs", "2", "--grace-period", "1", "--seeds", "1",
+             "--transfer-mode", "frozen"]
     # A Ray of its own, started after s3 set the endpoint and keys in the environment its workers inherit.
     with own_ray(num_cpus=2):
         monkeypatch.chdir(tmp_path)  # after ray.init (workers start in its folder): to see that nothing lands here
