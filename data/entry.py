@@ -49,32 +49,35 @@ def parse(parser: argparse.ArgumentParser, argv=None) -> argparse.Namespace:
     """``parser.parse_args(argv)``, refusing a flag that takes a value and is given twice: argparse keeps the last
     one without a word, so `--epochs 40 ... --epochs 4` would train 4 epochs where the user reads 40."""
     argv = [str(a) for a in (sys.argv[1:] if argv is None else argv)]
-    names = _value_flags(parser)
-    seen: dict[str, tuple[str, str]] = {}
+    names = _value_flags(parser, argv)
+    seen: dict[str, str] = {}  # a flag's longest name -> the value it was first given
     for i, token in enumerate(argv):
         if token == "--":
             break
-        flag, equals, inline = token.partition("=")
-        canonical = names.get(flag) if token.startswith("--") else None
-        if canonical is None and token.startswith("--"):  # argparse takes a unique prefix of a long flag
-            matches = {name for option, name in names.items() if option.startswith(flag)}
-            canonical = matches.pop() if len(matches) == 1 else None
-        if canonical is None:
+        if not token.startswith("--"):
             continue
+        flag, equals, inline = token.partition("=")
+        matches = {names[flag]} if flag in names else {name for option, name in names.items()
+                                                       if option.startswith(flag)}  # argparse's unique prefix
+        if len(matches) != 1:
+            continue
+        canonical = matches.pop()
         value = inline if equals else (argv[i + 1] if i + 1 < len(argv) else "")
         if canonical in seen:
-            parser.error(f"argument {canonical}: given twice ({seen[canonical][1]}, then {value}); give it once")
-        seen[canonical] = (flag, value)
+            parser.error(f"argument {canonical}: given twice ({seen[canonical]}, then {value}); give it once")
+        seen[canonical] = value
     return parser.parse_args(argv)
 
 
-def _value_flags(parser: argparse.ArgumentParser) -> dict[str, str]:
-    """Every long flag of ``parser`` and its subcommands that takes a value once: {flag: its longest name}."""
+def _value_flags(parser: argparse.ArgumentParser, argv: list[str]) -> dict[str, str]:
+    """Every long flag of ``parser``, and of the subcommand ``argv`` names, that takes a value once:
+    {flag: its longest name}."""
     names = {}
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):
-            for sub in action.choices.values():
-                names.update(_value_flags(sub))
+            command = next((word for word in argv if word in action.choices), None)
+            if command is not None:
+                names.update(_value_flags(action.choices[command], argv))
         elif action.option_strings and action.nargs != 0 and not isinstance(action, _REPEATABLE):
             longest = max(action.option_strings, key=len)
             names.update({option: longest for option in action.option_strings if option.startswith("--")})
