@@ -12,7 +12,7 @@ import traceback
 import warnings
 from pathlib import Path
 
-from data.constants import OVERSAMPLING, TASKS, TRANSFER_MODES
+from data.constants import MODEL_NAMES, OVERSAMPLING, TASKS, TRANSFER_MODES
 from data import entry
 from data.files import WriteError, is_temporary
 from study import launch, plan, report
@@ -42,7 +42,7 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
 
 def add_trial_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--task", choices=TASKS, default="arrhythmia")
-    parser.add_argument("--model", default="cnet", help="cnet, seq, bilstm or bigru (default: cnet)")
+    parser.add_argument("--model", default="cnet", help=f"{', '.join(MODEL_NAMES)} (default: cnet)")
     parser.add_argument("--oversample", choices=OVERSAMPLING, default="none",
                         help="oversampling of the training split (default: none)")
     parser.add_argument("--init", default="scratch",

@@ -12,7 +12,7 @@ BATCH_SIZES = (64, 128, 256, 512, 1024)
 LR_RANGE = (1e-4, 1e-2)
 
 
-@dataclass(frozen=True, order=True)
+@dataclass(frozen=True)
 class Cell:
     """One comparison of the study: Optuna searches lr and batch size inside it."""
 
@@ -67,7 +67,7 @@ def grid_rank(task: str, model: str, oversample: str, init: str) -> tuple:
 
 
 def make_grid(tasks=TASKS, models=MODEL_NAMES, oversample=CELL_OVERSAMPLING, inits=INITS) -> list[Cell]:
-    """Arrhythmia cells first (transfer cells need their checkpoints), in the order the flags list them.
+    """The cells of the flags' values, in the grid's order (grid_rank), whatever order the flags list them in.
 
     Arrhythmia has no transfer cells; MI transfer cells pull in their arrhythmia source cell
     even when the arrhythmia task was not asked for, so a transfer cell never lacks its source.
@@ -86,7 +86,7 @@ def make_grid(tasks=TASKS, models=MODEL_NAMES, oversample=CELL_OVERSAMPLING, ini
         mi = [Cell("mi", m, o, i) for m in models for o in oversample for i in inits]
         sources = [c.source for c in mi if c.source is not None and c.source not in cells]
         cells += list(dict.fromkeys(sources)) + mi
-    return cells
+    return sorted(cells, key=lambda c: grid_rank(c.task, c.model, c.oversample, c.init))
 
 
 @dataclass(frozen=True)

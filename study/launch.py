@@ -118,7 +118,7 @@ def run_launch(args: argparse.Namespace, trainable=None) -> int:
 def _launch(args: argparse.Namespace, plan: StudyPlan, folder: StudyFolder, trainable) -> int:
     saved = folder.read_study()  # read once, under the lock: this driver is its only writer from here on
     check_input(plan, saved, explicit_demo=bool(args.demo))
-    check_same_plan(plan, saved, folder.store.location, folder.store.ref("study.json"))
+    check_same_plan(plan, saved, folder.store.location, folder.store.ref(STUDY_FILE))
     if isinstance(folder.store, LocalStorage):  # an object store has no half-written files: a PUT is whole
         _remove_stale_temporaries(folder.store.root)
     # A relaunch with other cells adds them: the study's one experiment runs every planned cell without a result.

@@ -11,7 +11,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from data import entry, files
-from data.constants import MODEL_NAMES, TASKS
+from data.constants import MODEL_NAMES, TASKS, TRANSFER_MODES
 from study.arguments import non_negative_float, positive_float, positive_int, seed
 from study.config import RECIPES, describe_recipe
 from study.grid import BATCH_SIZES, CELL_OVERSAMPLING, LR_RANGE, INITS, PROFILES, SMOTE_METHODS, Cell, make_grid
@@ -242,7 +242,7 @@ def add_launch_arguments(parser: argparse.ArgumentParser) -> None:
                              "python -m data.physionet into INPUT/physionet-intra or INPUT/physionet-inter")
     parser.add_argument("--smote-method", choices=SMOTE_METHODS, default="smote-tomek",
                         help="what the 'smote' cells run (default: smote-tomek, as the original's 'smote')")
-    parser.add_argument("--transfer-mode", choices=("frozen", "finetune"), default=None,
+    parser.add_argument("--transfer-mode", choices=TRANSFER_MODES, default=None,
                         help="how transfer cells train the arrhythmia body they load: frozen (the original's; the "
                              "paper profile's) or finetune at a lower rate (the smoke profile's)")
     parser.add_argument("--recipe", choices=sorted(RECIPES), default="default",

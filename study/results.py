@@ -23,6 +23,7 @@ from study.storage import Storage
 FORMAT_VERSION = 2  # of every file below; version 1 (one Tuner a cell, manifest.json) is read no more
 STUDY_FORMAT, CELL_FORMAT = "ecg-study", "ecg-study-cell"
 STUDY_FILE = "study.json"
+CELLS_FOLDER = "cells"
 RUNGS_FILE = "tune/rungs.json"
 EXPERIMENT = "study"  # the experiment's folder under tune/
 
@@ -31,8 +32,26 @@ class ResultError(ValueError):
     """A study file that parses but is not a record of this version: one sentence naming the file and field."""
 
 
+class OtherVersionError(ResultError):
+    """A study file of this format written by another version of it; ``advice`` says what to do, and a reader with
+    other advice (the report) words its own from ``version``."""
+
+    def __init__(self, ref: str, version, advice: str):
+        self.ref, self.version = ref, version
+        super().__init__(f"{describe_version(ref, version)}: {advice}.")
+
+
+def describe_version(ref: str, version) -> str:
+    """What wrote the file ``ref`` of format version ``version``, against what this version reads."""
+    if version == 1:
+        return (f"{ref} was written by the version of this project that ran one Tuner a cell (format version 1); "
+                f"this one reads version {FORMAT_VERSION}")
+    return (f"{ref} was written by another version of this project (format version {version!r}); this one reads "
+            f"version {FORMAT_VERSION}")
+
+
 def cell_file(cell_id: str) -> str:
-    return f"cells/{cell_id}.json"
+    return f"{CELLS_FOLDER}/{cell_id}.json"
 
 
 def seed_folder(cell_id: str, seed: int) -> str:
@@ -106,8 +125,7 @@ class _Record:
         if doc.get("format") != cls.FORMAT:
             raise ResultError(f"{ref} is not an {cls.FORMAT} file (its format field says {doc.get('format')!r}).")
         if doc.get("version") != FORMAT_VERSION:
-            raise ResultError(f"{ref} was written by a version of this study of format {doc.get('version')!r}; this "
-                              f"one reads version {FORMAT_VERSION}: continue it with that version, or use another --name.")
+            raise OtherVersionError(ref, doc.get("version"), "continue it with that version, or use another --name")
         try:
             record = _from_dict(cls, {k: v for k, v in doc.items() if k not in ("format", "version")})
             record.check()

@@ -121,8 +121,8 @@ CASES = [
     Case("study.json written by format version 1",
          lambda w, folder: (write_json(w.results / "old" / "study.json", {**study_record(), "version": 1}),
                             launch_without_ray(w, "--name", "old"))[1],
-         r"^error: \S+/old/study\.json was written by a version of this study of format 1; this one reads version "
-         r"2: continue it with that version, or use another --name\.$"),
+         r"^error: \S+/old/study\.json was written by the version of this project that ran one Tuner a cell \(format "
+         r"version 1\); this one reads version 2: continue it with that version, or use another --name\.$"),
     Case("study.json without its plan",
          lambda w, folder: (write_json(w.results / "planless" / "study.json",
                                        {k: v for k, v in study_record().items() if k != "plan"}),

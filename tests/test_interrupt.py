@@ -51,7 +51,8 @@ def test_ctrl_c_ends_the_launch_with_130_and_the_same_command_finishes_it(tmp_pa
         study = json.loads((tmp_path / "results" / "ctrlc" / "study.json").read_text())
         assert study["failures"] == [], "an interruption is not a failure"
 
-        second = subprocess.run([*DRIVER, *flags], cwd=ROOT, env=env, capture_output=True,
+        # The same command finishes it; with --resume too, which only ever continues a study.
+        second = subprocess.run([*DRIVER, *flags, "--resume"], cwd=ROOT, env=env, capture_output=True,
                                 text=True, timeout=300)
         assert second.returncode == 0, second.stdout + second.stderr
         assert "continuing the interrupted run" in second.stdout, second.stdout

@@ -245,8 +245,9 @@ def test_corrupt_and_unknown_version_files_are_named_and_the_rest_is_built(study
     assert len(result.problems) == 2
     assert result.problems[0].startswith(f"{corrupt} is not valid JSON (")
     assert result.problems[0].endswith("that cell is reported as unreadable.")
-    assert result.problems[1] == (f"{future} is 'ecg-study-cell' version 99, but this report reads only version 2; "
-                                  "that cell is reported as unreadable.")
+    assert result.problems[1] == (f"{future} was written by another version of this project (format version 99); "
+                                  "this one reads version 2: rebuild its report with the version that wrote it, or "
+                                  "run the study again; that cell is reported as unreadable.")
     err = capsys.readouterr().err
     text = result.report_path.read_text()
     for problem in result.problems:
@@ -273,8 +274,8 @@ def test_a_field_of_the_wrong_kind_is_a_problem_not_a_crash(study_dir, tmp_path)
     (lambda doc: doc.pop("wall_time_s"), "field wall_time_s is missing"),
     (lambda doc: doc["trials"][0].update(batch_size="256"), "field trials[0].batch_size is '256', expected int"),
     (lambda doc: doc.update(version=1), "was written by the version of this project that ran one Tuner a cell "
-                                        "(format version 1), which this report no longer reads: rebuild its report "
-                                        "with that version, or run the study again"),
+                                        "(format version 1); this one reads version 2: rebuild its report with the "
+                                        "version that wrote it, or run the study again"),
 ])
 def test_a_cell_file_with_a_missing_field_a_wrong_type_or_an_old_version_gets_one_sentence(study_dir, tmp_path,
                                                                                               change, sentence):

@@ -13,6 +13,7 @@ from study.report.plots import PLOT_FILES, write_plots
 from study.report.reading import NO_RESULT, UNREADABLE, ReportedStudy, load_study
 from study.report.tables import (Table, cells_table, inter_patient_table, load_published, original_layout_table,
                                  published_table, summary_table)
+from study.results import CELLS_FOLDER, STUDY_FILE
 from study.storage import Storage, is_uri
 
 @dataclass
@@ -126,13 +127,13 @@ def latest_study(root: Path | str = "results") -> Path:
     """The most recently changed study folder under ``root`` (one with study.json or cells/)."""
     root = Path(root)
     children = sorted(root.iterdir()) if root.is_dir() else []
-    candidates = [p for p in children if (p / "study.json").exists() or (p / "cells").is_dir()]
+    candidates = [p for p in children if (p / STUDY_FILE).exists() or (p / CELLS_FOLDER).is_dir()]
     if not candidates:
         raise FileNotFoundError(f"no study folder found under {root}/; pass one, "
                                 "e.g. python -m study report results/smoke.")
 
     def changed(p: Path) -> float:
-        files = [p / "study.json", *(p / "cells").glob("*.json")]
+        files = [p / STUDY_FILE, *(p / CELLS_FOLDER).glob("*.json")]
         return max((f.stat().st_mtime for f in files if f.exists()), default=p.stat().st_mtime)
 
     return max(candidates, key=lambda p: (changed(p), p.name))

@@ -10,18 +10,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from data.constants import TASK_CLASSES
-from study.grid import grid_rank, make_grid, split_cell_id
+from study.grid import Cell, grid_rank, make_grid, split_cell_id
 from study.metrics import harmonic_mean, selection_key
 from study.report.frames import StudyFrames, build_frames, method_of
-from study.results import FORMAT_VERSION, STUDY_FILE, CellResult, ResultError, StudyRecord, cell_file
+from study.results import (CELLS_FOLDER, STUDY_FILE, CellResult, OtherVersionError, ResultError, StudyRecord,
+                           cell_file, describe_version)
 from study.storage import LocalStorage, Storage
 
 OK = "ok"
 NO_RESULT = "no result yet"
 UNREADABLE = "unreadable (see Problems)"
 NOT_PLANNED = "not in this study"
-NOT_RUN = "not run by original"
-
 
 
 def full_grid() -> list[str]:
@@ -120,7 +119,7 @@ class ReportedStudy:
     frames: StudyFrames  # what the tables are built from
 
     def cell(self, task: str, model: str, oversample: str, init: str) -> ReportedCell | None:
-        return self._by_id.get(f"{task}-{model}-{oversample}-{init}")
+        return self._by_id.get(Cell(task, model, oversample, init).cell_id)
 
     def __post_init__(self):
         self._by_id = {c.cell_id: c for c in self.cells}
@@ -147,17 +146,12 @@ def _read(store: Storage, rel: str, kind, problems: list[str], what: str):
     except json.JSONDecodeError as error:
         problems.append(f"{ref} is not valid JSON ({error}); {what}.")
         return None
-    if isinstance(doc, dict) and doc.get("format") == kind.FORMAT and doc.get("version") == 1:
-        problems.append(f"{ref} was written by the version of this project that ran one Tuner a cell (format version "
-                        f"1), which this report no longer reads: rebuild its report with that version, or run the "
-                        f"study again; {what}.")
-        return None
-    if isinstance(doc, dict) and doc.get("format") == kind.FORMAT and doc.get("version") != FORMAT_VERSION:
-        problems.append(f"{ref} is {kind.FORMAT!r} version {doc.get('version')!r}, but this report reads only version "
-                        f"{FORMAT_VERSION}; {what}.")
-        return None
     try:
         return kind.from_json(doc, ref)
+    except OtherVersionError as error:
+        problems.append(f"{describe_version(error.ref, error.version)}: rebuild its report with the version that "
+                        f"wrote it, or run the study again; {what}.")
+        return None
     except ResultError as error:
         problems.append(f"{str(error).rstrip('.')}; {what}.")
         return None
@@ -228,9 +222,9 @@ def load_study(study_dir: Path | str | Storage) -> ReportedStudy:
     where = store.location
     if isinstance(store, LocalStorage) and not store.root.is_dir():
         raise FileNotFoundError(f"{where} is not a folder; pass a study folder such as results/smoke.")
-    cell_files = store.list("cells", ".json")
+    cell_files = store.list(CELLS_FOLDER, ".json")
     has_info = store.exists(STUDY_FILE)
-    if not has_info and not cell_files and not store.exists("cells"):
+    if not has_info and not cell_files and not store.exists(CELLS_FOLDER):
         raise FileNotFoundError(f"{where} has neither study.json nor a cells/ folder, so it is not a study "
                                 "folder; pass one such as results/smoke.")
     problems: list[str] = []
