@@ -49,7 +49,7 @@ def parse(parser: argparse.ArgumentParser, argv=None) -> argparse.Namespace:
     """``parser.parse_args(argv)``, refusing a flag that takes a value and is given twice: argparse keeps the last
     one without a word, so `--epochs 40 ... --epochs 4` would train 4 epochs where the user reads 40."""
     argv = [str(a) for a in (sys.argv[1:] if argv is None else argv)]
-    names = _value_flags(parser, argv)
+    options = _long_options(parser, argv)
     seen: dict[str, str] = {}  # a flag's longest name -> the value it was first given
     for i, token in enumerate(argv):
         if token == "--":
@@ -57,11 +57,14 @@ def parse(parser: argparse.ArgumentParser, argv=None) -> argparse.Namespace:
         if not token.startswith("--"):
             continue
         flag, equals, inline = token.partition("=")
-        matches = {names[flag]} if flag in names else {name for option, name in names.items()
-                                                       if option.startswith(flag)}  # argparse's unique prefix
+        # As argparse reads it: a flag's own name, else the one option it is a prefix of (`--demo` is --demo, not
+        # an abbreviation of --demo-rows)
+        matches = {flag} if flag in options else {option for option in options if option.startswith(flag)}
         if len(matches) != 1:
             continue
-        canonical = matches.pop()
+        canonical, takes_value = options[matches.pop()]
+        if not takes_value:
+            continue
         value = inline if equals else (argv[i + 1] if i + 1 < len(argv) else "")
         if canonical in seen:
             parser.error(f"argument {canonical}: given twice ({seen[canonical]}, then {value}); give it once")
@@ -69,19 +72,21 @@ def parse(parser: argparse.ArgumentParser, argv=None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def _value_flags(parser: argparse.ArgumentParser, argv: list[str]) -> dict[str, str]:
-    """Every long flag of ``parser``, and of the subcommand ``argv`` names, that takes a value once:
-    {flag: its longest name}."""
-    names = {}
+def _long_options(parser: argparse.ArgumentParser, argv: list[str]) -> dict[str, tuple[str, bool]]:
+    """Every long flag of ``parser``, and of the subcommand ``argv`` names: {flag: (its longest name, whether it
+    takes one value that a second would replace)}."""
+    options = {}
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):
             command = next((word for word in argv if word in action.choices), None)
             if command is not None:
-                names.update(_value_flags(action.choices[command], argv))
-        elif action.option_strings and action.nargs != 0 and not isinstance(action, _REPEATABLE):
+                options.update(_long_options(action.choices[command], argv))
+        elif action.option_strings:
             longest = max(action.option_strings, key=len)
-            names.update({option: longest for option in action.option_strings if option.startswith("--")})
-    return names
+            takes_value = action.nargs != 0 and not isinstance(action, _REPEATABLE)
+            options.update({option: (longest, takes_value) for option in action.option_strings
+                            if option.startswith("--")})
+    return options
 
 
 def run(parser: argparse.ArgumentParser, main, argv=None) -> int:
