@@ -114,10 +114,13 @@ class OptunaCell:
         return dict(asked.params)
 
     def tell(self, trial_id: str, value, error: bool) -> None:
+        """A trial that failed, or whose figure is not a number, is told as failed whatever it reported before (TPE
+        learns nothing from it); one that reported no figure was pruned."""
         asked = self.asked.pop(trial_id)
-        if value is None or (isinstance(value, float) and math.isnan(value)):
-            state = optuna.trial.TrialState.FAIL if error or value is not None else optuna.trial.TrialState.PRUNED
-            self.study.tell(asked, state=state)
+        if error or (isinstance(value, float) and math.isnan(value)):
+            self.study.tell(asked, state=optuna.trial.TrialState.FAIL)
+        elif value is None:
+            self.study.tell(asked, state=optuna.trial.TrialState.PRUNED)
         else:
             self.study.tell(asked, float(value))
 

@@ -133,9 +133,12 @@ class Recorder:
 
     @staticmethod
     def choose(searched: list[SearchTrial]) -> SearchTrial | None:
-        """The search trial whose configuration the seeds train: the best validation metric; of equals, the
-        earlier proposed (max keeps the first). None when no trial got as far as a validation."""
-        return max((t for t in searched if t.val_metric is not None), key=lambda t: t.val_metric, default=None)
+        """The search trial whose configuration the seeds train: the best validation metric of those that did not
+        fail (a trial whose loss diverged at epoch 5 had validation figures before it, but its configuration does not
+        train); of equals, the earlier proposed (max keeps the first). None when no trial that did not fail got as
+        far as a validation."""
+        return max((t for t in searched if t.val_metric is not None and not t.failed), key=lambda t: t.val_metric,
+                   default=None)
 
     @staticmethod
     def done_line(result: CellResult) -> str:
