@@ -153,6 +153,8 @@ def _number(values: dict, key: str, where: str, kind) -> None:
 def check_metrics(metrics: dict, task: str, where: str) -> None:
     """A split's metrics as study/metrics.py computes them: the macro figures, precision, recall and F1 of every
     class of ``task``, the confusion matrix; for MI also those of the MI class, and AUROC (or None)."""
+    if not isinstance(metrics, dict):
+        raise ResultError(f"field {where} is {type(metrics).__name__}, expected an object of metrics")
     classes = TASK_CLASSES[task]
 
     def fraction(values: dict, key: str, at: str) -> None:
@@ -323,6 +325,19 @@ class StudyRecord(_Record):
     created: str
     plan: dict  # launch.StudyPlan as JSON: what decides what the study computes
     failures: tuple[CellFailure, ...] = field(default=())
+
+    def check(self) -> None:
+        """The data record's maps, which a relaunch merges and compares: what each was loaded from, its
+        fingerprints, and the sha256 of each CSV (by task)."""
+        for key in ("sources", "fingerprints", "files"):
+            value = self.data.get(key, {})
+            if not isinstance(value, dict):
+                raise ResultError(f"field data.{key} is {type(value).__name__}, expected an object")
+            for name, item in value.items():
+                strings = item.values() if key == "files" and isinstance(item, dict) else [item]
+                if (key == "files" and not isinstance(item, dict)) or not all(isinstance(v, str) for v in strings):
+                    raise ResultError(f"field data.{key}.{name} is {item!r}, expected "
+                                      + ("an object of file names and their sha256" if key == "files" else "text"))
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -26,8 +26,8 @@ from study.config import (BEST_FILE, CONFIG_FILE, EPOCHS_FILE, FINAL_FILE, LAST_
                           TrialConfig)
 from study.metrics import classification_metrics, flat_metrics, selection_key, selection_value
 from study.storage import fetch, is_uri
-from study.trial_folder import (FINAL_FIELDS, STATE_FORMAT, STATE_VERSION, describe, describe_again, load_state,
-                                read_object, write_epochs_csv)
+from study.trial_folder import (STATE_FORMAT, STATE_VERSION, describe, describe_again, load_state, read_final,
+                                write_epochs_csv)
 
 Report = Callable[[dict, Path], None]
 
@@ -207,7 +207,7 @@ def run_trial(config: TrialConfig, data: TaskData, out_dir: Path | str, *, repor
     device = resolve_device(config.device)
     dtype = autocast_dtype(config.precision, device)
     if final_path.exists() and (out_dir / LAST_FILE).exists():
-        final, problem = read_object(final_path, FINAL_FIELDS)
+        final, problem = read_final(final_path, config.task)
         finished = final is not None and final["config"] == config.to_dict()
         if finished and (final["test"] is not None or not evaluate_test):
             describe_again(out_dir, config, data, device, dtype, log)

@@ -23,11 +23,16 @@ import torch
 from data import TaskData
 from data.files import write_json, write_text
 from study.config import CONFIG_FILE, TrialConfig
+from study.results import ResultError, check_metrics
 
 STATE_FORMAT, STATE_VERSION = "ecg-study-trial-state", 1
 # Config fields that may differ when a trial is continued: they change how fast it runs, not what it computes.
 # A cosine schedule is drawn over the trial's epochs, so there its length is fixed too (see load_state).
 RESUMABLE_CHANGES = {"epochs", "patience", "device", "eval_batch_size"}
+# What last.pt holds besides format and version, and of what type (study/trial.py writes it each epoch).
+STATE_FIELDS = {"config": dict, "fingerprint": str, "epoch": int, "model": dict, "optimizer": dict,
+                "torch_rng": torch.Tensor, "batch_rng": torch.Tensor, "history": list, "best": dict,
+                "best_weights": dict, "stale_epochs": int}
 
 
 def load_state(path: Path, config: TrialConfig, data: TaskData) -> dict:
@@ -39,7 +44,15 @@ def load_state(path: Path, config: TrialConfig, data: TaskData) -> dict:
                          "move it away to start the trial afresh.") from None
     if not isinstance(state, dict) or state.get("format") != STATE_FORMAT or state.get("version") != STATE_VERSION:
         raise ValueError(f"{path} is not a resumable trial state of this version; move it away to start afresh.")
-    saved = TrialConfig.from_dict(state["config"]).to_dict()
+    for key, kind in STATE_FIELDS.items():
+        if not isinstance(state.get(key), kind) or isinstance(state.get(key), bool):
+            what = "missing" if key not in state else f"not a {kind.__name__}"
+            raise ValueError(f"{path} is damaged: its field {key} is {what}; move it away to start the trial afresh.")
+    try:
+        saved = TrialConfig.from_dict(state["config"]).to_dict()
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"{path} is damaged: its config is not a trial's ({error}); move it away to start the trial "
+                         "afresh.") from None
     resumable = RESUMABLE_CHANGES - ({"epochs"} if config.schedule != "constant" else set())
     differences = [f"{key} {saved[key]!r} -> {value!r}" for key, value in config.to_dict().items()
                    if key not in resumable and saved[key] != value]
@@ -65,6 +78,24 @@ def write_epochs_csv(path: Path, history: list[dict]) -> None:
 
 
 FINAL_FIELDS = ("config", "epochs_run", "best_epoch", "stopped_early", "val", "test", "checkpoint")
+
+
+def read_final(path: Path, task: str) -> tuple[dict | None, str | None]:
+    """final.json as read_object reads it, its figures checked too: a hand-edited or damaged one (``"val": []``) is
+    a problem, and the trial's result is computed again from last.pt."""
+    final, problem = read_object(path, FINAL_FIELDS)
+    if final is None:
+        return None, problem
+    for name, kind in (("epochs_run", int), ("best_epoch", int), ("stopped_early", bool)):
+        if not isinstance(final[name], kind) or (kind is int and isinstance(final[name], bool)):
+            return None, f"has {name} {final[name]!r}, not a {kind.__name__}"
+    try:
+        check_metrics(final["val"], task, "val")
+        if final["test"] is not None:
+            check_metrics(final["test"], task, "test")
+    except ResultError as error:
+        return None, f"is damaged: its {error}"
+    return final, None
 
 
 def read_object(path: Path, fields: tuple[str, ...]) -> tuple[dict | None, str | None]:

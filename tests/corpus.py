@@ -90,6 +90,9 @@ def make_workspace(demo_dir: Path, tmp_path_factory) -> Workspace:
     broken.mkdir()
     torch.save({"format": "ecg-study-trial-state", "weights": torch.zeros(1000)}, broken / "last.pt")
     (broken / "last.pt").write_bytes((broken / "last.pt").read_bytes()[:500])
+    shapeless = w.results / "shapeless-trial"  # a last.pt that reads, of the right format, without its fields
+    shapeless.mkdir()
+    torch.save({"format": "ecg-study-trial-state", "version": 1, "epoch": "3"}, shapeless / "last.pt")
     return w
 
 

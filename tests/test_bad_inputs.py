@@ -96,6 +96,10 @@ CASES = [
          lambda w, folder: cli("trial", "--input", w.input, "--cache", w.cache, "--limit", 200, "--epochs", 1,
                                "--batch-size", 32, "--out", w.results / "broken-trial"),
          r"^error: \S+last\.pt cannot be read as a trial state \(.+\); move it away to start the trial afresh\.$"),
+    Case("trial state of the right format without its fields (last.pt)",
+         lambda w, folder: cli("trial", "--input", w.input, "--cache", w.cache, "--limit", 200, "--epochs", 1,
+                               "--batch-size", 32, "--out", w.results / "shapeless-trial"),
+         r"^error: \S+last\.pt is damaged: its field config is missing; move it away to start the trial afresh\.$"),
     # --- paths and addresses
     Case("CSV that is a symbolic link in a loop",
          lambda w, folder: ((folder / "mitbih_train.csv").symlink_to("loop"),
@@ -123,6 +127,17 @@ CASES = [
                             launch_without_ray(w, "--name", "old"))[1],
          r"^error: \S+/old/study\.json was written by the version of this project that ran one Tuner a cell \(format "
          r"version 1\); this one reads version 2: continue it with that version, or use another --name\.$"),
+    Case("study.json whose data files are a list",
+         lambda w, folder: (write_json(w.results / "listed" / "study.json",
+                                       study_record(data={"files": ["mitbih_train.csv"]})),
+                            launch_without_ray(w, "--name", "listed"))[1],
+         r"^error: \S+/listed/study\.json: field data\.files is list, expected an object\.$"),
+    Case("study.json whose data sha256 is a number",
+         lambda w, folder: (write_json(w.results / "hashless" / "study.json",
+                                       study_record(data={"files": {"arrhythmia": {"mitbih_train.csv": 7}}})),
+                            launch_without_ray(w, "--name", "hashless"))[1],
+         r"^error: \S+/hashless/study\.json: field data\.files\.arrhythmia is \{'mitbih_train\.csv': 7\}, expected "
+         r"an object of file names and their sha256\.$"),
     Case("study.json without its plan",
          lambda w, folder: (write_json(w.results / "planless" / "study.json",
                                        {k: v for k, v in study_record().items() if k != "plan"}),

@@ -170,6 +170,14 @@ def test_cli_trial_runs_and_reports(demo_dir, tmp_path, capsys):
     assert again["checkpoint"] == str(moved / "best.pt")
     assert json.loads((moved / "config.json").read_text())["config"] == described["config"]
 
+    # A final.json of the right shape whose figures are not: computed again too.
+    (moved / "final.json").write_text(json.dumps({**again, "val": []}))
+    assert main(["trial", "--input", str(demo_dir), "--epochs", "2", "--batch-size", "64", "--limit", "600",
+                 "--out", str(moved)]) == 0
+    assert (f"{moved / 'final.json'} is damaged: its field val is list, expected an object of metrics: the trial's "
+            "result is computed again") in capsys.readouterr().out
+    assert json.loads((moved / "final.json").read_text())["val"] == final["val"]
+
 
 @pytest.mark.parametrize("argv, message", [
     (["--model", "resnet"], "model must be one of cnet, seq, bilstm, bigru; got 'resnet'"),
