@@ -198,7 +198,8 @@ def write_demo(out_dir, *, rows: int = DEFAULT_ROWS, seed: int = 0, replace: boo
     if out.exists() and not out.is_dir():
         raise ValueError(f"{out} is a file; the demo CSVs are written into a folder: give a folder's path")
     if not replace:
-        refuse_foreign(out, (MITBIH_TRAIN, MITBIH_TEST, PTB_NORMAL, PTB_ABNORMAL), DEMO_MANIFEST, "data.demo")
+        refuse_foreign(out, (MITBIH_TRAIN, MITBIH_TEST, PTB_NORMAL, PTB_ABNORMAL), DEMO_MANIFEST, "data.demo",
+                       ("generator", "data.demo"))
     out.mkdir(parents=True, exist_ok=True)
     kinds = {MITBIH_TRAIN: "mitbih", MITBIH_TEST: "mitbih", PTB_NORMAL: "ptb_normal", PTB_ABNORMAL: "ptb_abnormal"}
     streams = np.random.SeedSequence(seed).spawn(len(kinds))  # one stream a file: sizes don't interact
@@ -238,15 +239,9 @@ def get_args_parser() -> argparse.ArgumentParser:
                         help="folder to write the four CSVs into (default: input)")
     parser.add_argument("--rows", type=int, default=DEFAULT_ROWS,
                         help=f"rows of mitbih_train.csv; the other files scale with it (default: {DEFAULT_ROWS})")
-    parser.add_argument("--seed", type=_seed, default=0, help="random seed, 0 or more (default: 0)")
+    parser.add_argument("--seed", type=entry.seed, default=0, help="random seed, 0 or more (default: 0)")
     entry.add_verbose(parser)
     return parser
-
-
-def _seed(text: str) -> int:
-    if not text.strip().isdigit():
-        raise argparse.ArgumentTypeError(f"must be a whole number of 0 or more, not {text}")
-    return int(text)
 
 
 def main(args: argparse.Namespace) -> None:

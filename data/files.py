@@ -55,7 +55,9 @@ def atomic_write(path: Path | str, write: Callable[[Path], None]) -> Path:
         with contextlib.suppress(OSError):  # a folder that refused the write may refuse the removal too
             tmp.unlink(missing_ok=True)
         if isinstance(error, OSError) and not isinstance(error, WriteError):
-            raise WriteError(error.errno, error.strerror or str(error), str(path)) from error
+            blocking = next((p for p in path.parents if p.exists() and not p.is_dir()), None)
+            reason = f"{blocking} is a file, not a folder" if blocking else error.strerror or str(error)
+            raise WriteError(error.errno, reason, str(path)) from error
         raise
     return path
 
@@ -88,16 +90,25 @@ def broken_link(path: Path | str) -> str | None:
     return None
 
 
-def refuse_foreign(folder: Path | str, names, manifest: str, writer: str) -> None:
+def refuse_foreign(folder: Path | str, names, manifest: str, writer: str, mark: tuple[str, str]) -> None:
     """ValueError where ``folder`` holds one of the files ``names`` but not ``manifest``, the record ``writer``
-    leaves beside the files it writes: they came from elsewhere (the real data set, say), and writing would
-    replace them without a word."""
+    leaves beside the files it writes (a JSON object whose field ``mark[0]`` is ``mark[1]``): they came from
+    elsewhere (the real data set, say), and writing would replace them without a word. A manifest that is not
+    that record (``[]``, another program's) does not make the files ``writer``'s."""
     folder = Path(folder)
-    if not folder.is_dir() or (folder / manifest).exists():
+    if not folder.is_dir() or _written_by(folder / manifest, mark):
         return
     there = [name for name in names if os.path.lexists(folder / name)]  # a link the user made counts too
     if there:
-        raise ValueError(f"{folder} holds {', '.join(there)}, which {writer} did not write (no {manifest} beside "
-                         f"{'it' if len(there) == 1 else 'them'}): writing there would replace "
-                         f"{'it' if len(there) == 1 else 'them'}; choose another folder, or move "
-                         f"{'it' if len(there) == 1 else 'them'} away first")
+        them = "it" if len(there) == 1 else "them"
+        raise ValueError(f"{folder} holds {', '.join(there)}, which {writer} did not write (no {manifest} from "
+                         f"{writer} beside {them}): writing there would replace {them}; choose another folder, or "
+                         f"move {them} away first")
+
+
+def _written_by(manifest: Path, mark: tuple[str, str]) -> bool:
+    try:
+        doc = json.loads(manifest.read_text())
+    except (OSError, UnicodeDecodeError, ValueError):
+        return False
+    return isinstance(doc, dict) and doc.get(mark[0]) == mark[1]

@@ -53,6 +53,7 @@ from data.records import SIDE_COLUMNS, side_file
 
 DATABASES = ("mitdb", "ptbdb")
 SPLITS = ("intra", "inter")
+BUILD_FORMAT = "physionet-build"  # of PHYSIONET_BUILD, the summary written beside the CSVs
 LEADS = {"mitdb": "MLII", "ptbdb": "ii"}  # matched case-insensitively against the header's signal names
 
 WINDOW_S = 10  # seconds a window
@@ -246,7 +247,11 @@ def ptb_reason(folder: Path, name: str) -> str:
     """The "Reason for admission" of a PTB record's header, lower case ("" when absent)."""
     import wfdb
 
-    for line in wfdb.rdheader(str(Path(folder) / name)).comments:
+    try:
+        comments = wfdb.rdheader(str(Path(folder) / name)).comments
+    except (OSError, ValueError, IndexError) as err:
+        raise DataError(f"record header {Path(folder) / name}.hea could not be read: {err}.") from err
+    for line in comments:
         key, _, value = line.partition(":")
         if key.strip().lower() == "reason for admission":
             return value.strip().lower()
@@ -373,8 +378,10 @@ def build(db: str, records: Path, out: Path, split: str = "intra", seed: int = 0
     if split not in SPLITS:
         raise DataError(f"--split {split!r}: unknown split; expected one of {', '.join(SPLITS)}.")
     out = Path(out)
+    if out.exists() and not out.is_dir():  # said before the records are read, not after
+        raise DataError(f"{out} is a file; the CSVs are written into a folder: give a folder's path")
     refuse_foreign(out, (MITBIH_TRAIN, MITBIH_TEST) if db == "mitdb" else (PTB_NORMAL, PTB_ABNORMAL),
-                   PHYSIONET_BUILD, "data.physionet")
+                   PHYSIONET_BUILD, "data.physionet", ("format", BUILD_FORMAT))
     beats, notes = read_database(Path(records), db)
     out.mkdir(parents=True, exist_ok=True)
     if db == "mitdb":
@@ -384,7 +391,7 @@ def build(db: str, records: Path, out: Path, split: str = "intra", seed: int = 0
     else:
         files = {PTB_NORMAL: np.flatnonzero(beats.y == 0), PTB_ABNORMAL: np.flatnonzero(beats.y == 1)}
         classes = MI_CLASSES
-    summary = {"format": "physionet-build", "version": 1, "db": db, "records_dir": str(Path(records).resolve()),
+    summary = {"format": BUILD_FORMAT, "version": 1, "db": db, "records_dir": str(Path(records).resolve()),
                "split": split if db == "mitdb" else None, "seed": seed if db == "mitdb" else None,
                "counts": counts(beats.y, classes), "files": {}, **notes}
     for name, rows in files.items():
@@ -410,7 +417,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     b.add_argument("--out", type=entry.path, required=True, help="folder for the CSVs")
     b.add_argument("--split", default=None,
                    help="mitdb: intra (random 80/20 stratified by class; the default) or inter (de Chazal DS1/DS2)")
-    b.add_argument("--seed", type=int, default=0, help="seed of the intra split")
+    b.add_argument("--seed", type=entry.seed, default=0, help="seed of the intra split")
     entry.add_verbose(b)
     return parser
 

@@ -1,5 +1,6 @@
 """Argument types of the command line, shared by `study trial` (study/cli.py) and `study launch` (study/plan.py):
-each turns a flag's text into a value or raises argparse's error with what was expected."""
+each turns a flag's text into a value or raises argparse's error with what was expected (a seed's, which the data
+commands take too, is data.entry.seed)."""
 
 import argparse
 
@@ -15,16 +16,6 @@ def non_negative_int(text: str) -> int:
     value = int(text)
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be a whole number of at least 0, not {text}")
-    return value
-
-
-MAX_SEED = 2**31 - 1  # numpy, scikit-learn and Optuna take seeds below 2**32; a study adds its seed runs' count
-
-
-def seed(text: str) -> int:
-    value = int(text)
-    if not 0 <= value <= MAX_SEED:
-        raise argparse.ArgumentTypeError(f"must be a whole number from 0 to {MAX_SEED}, not {text}")
     return value
 
 

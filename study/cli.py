@@ -19,7 +19,7 @@ from study import launch, plan, report
 from study.metrics import selection_key
 from study.config import (DEVICES, OPTIMIZERS, PRECISIONS, RECIPES, SCHEDULES, TRIAL_FILES, TrialConfig,
                           describe_recipe)
-from study.arguments import fraction, non_negative_float, non_negative_int, positive_float, positive_int, seed
+from study.arguments import fraction, non_negative_float, non_negative_int, positive_float, positive_int
 from study.lock import TRIAL_LOCK, FolderBusy, holding
 from study.storage import LocalStorage
 
@@ -33,7 +33,7 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
                         help="use generated demo data (written once to INPUT/demo/) instead of the real CSVs")
     parser.add_argument("--demo-rows", type=positive_int, default=6000,
                         help="rows of the demo mitbih_train.csv (default: 6000)")
-    parser.add_argument("--data-seed", type=seed, default=0,
+    parser.add_argument("--data-seed", type=entry.seed, default=0,
                         help="seed of the validation split and the oversampler (default: 0)")
     parser.add_argument("--val-fraction", type=fraction, default=0.1, help="validation share (default: 0.1)")
     parser.add_argument("--limit", type=positive_int, default=None,
@@ -54,7 +54,7 @@ def add_trial_arguments(parser: argparse.ArgumentParser) -> None:
                         help="learning rate (default: 0.001); a schedule scales it an epoch")
     add_recipe_arguments(parser)
     parser.add_argument("--batch-size", type=positive_int, default=256, help="default: 256")
-    parser.add_argument("--seed", type=seed, default=0, help="seed of weights and batch order")
+    parser.add_argument("--seed", type=entry.seed, default=0, help="seed of weights and batch order")
     parser.add_argument("--patience", type=non_negative_int, default=0,
                         help="stop after N epochs without a better validation metric (default: 0, never)")
     parser.add_argument("--device", choices=DEVICES, default="auto", help="default: CUDA when present, else CPU")
@@ -182,7 +182,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {entry.sentence(error)}{again}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        again = ("; last.pt holds every finished epoch: the same command continues from there"
-                 if args.command == "trial" else "")
+        again = {"trial": "; last.pt holds every finished epoch: the same command continues from there",
+                 "launch": "; finished cells are kept: run the same command to continue: "
+                           + launch.command_line(args)}.get(args.command, "")
         print(f"interrupted{again}", file=sys.stderr)
         return 130

@@ -164,14 +164,15 @@ def _launch(args: argparse.Namespace, plan: StudyPlan, folder: StudyFolder, trai
     interrupted = [f[0] for f in failures if f[1] == "interrupted"]
     if interrupted:
         print(f"Study {plan.name!r} interrupted after {time.perf_counter() - started:.0f} s; Tune's state is saved. "
-              f"Run the same command to continue: {_command(args)}", flush=True)
+              f"Run the same command to continue: {command_line(args)}", flush=True)
         return 130
     print(f"Study {plan.name!r} finished in {time.perf_counter() - started:.0f} s.", flush=True)
     print(summary_table(folder.store))
     if failures:
         print(f"error: {len(failures)} cell(s) of study {plan.name!r} did not finish: "
               + "; ".join(f"{c}: {why}" for c, why, _ in failures)
-              + f". Fix that and run the same command to continue them: {_command(args)}", file=sys.stderr, flush=True)
+              + f". Fix that and run the same command to continue them: {command_line(args)}",
+              file=sys.stderr, flush=True)
         return 1
     return 0
 
@@ -265,7 +266,7 @@ def _run_cells(args, plan: StudyPlan, folder: StudyFolder, specs: list, done: di
     left = [c for c in searcher.unfinished() if c not in {f[0] for f in failures}]
     if left and not interrupted:
         raise StudyError(f"Tune's run ended with {len(left)} cell(s) unfinished ({', '.join(left)}); see the "
-                         f"messages above, and run the same command to continue: {_command(args)}")
+                         f"messages above, and run the same command to continue: {command_line(args)}")
     return failures + [(c, "interrupted", None) for c in left]
 
 
@@ -321,7 +322,7 @@ def _minutes(seconds: float) -> str:
     return f"{seconds / 60:.0f} min" if seconds >= 600 else f"{seconds / 60:.1f} min"
 
 
-def _command(args) -> str:
+def command_line(args) -> str:
     return "python -m study " + " ".join(shlex.quote(str(a)) for a in getattr(args, "argv", None) or ["launch"])
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from data import entry, files
 from data.constants import MODEL_NAMES, TASKS, TRANSFER_MODES
-from study.arguments import non_negative_float, positive_float, positive_int, seed
+from study.arguments import non_negative_float, positive_float, positive_int
 from study.config import RECIPES, describe_recipe
 from study.grid import BATCH_SIZES, CELL_OVERSAMPLING, LR_RANGE, INITS, PROFILES, SMOTE_METHODS, Cell, make_grid
 
@@ -254,8 +254,8 @@ def add_launch_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--grace-period", type=positive_int, default=None,
                         help="epochs every search trial gets before successive halving may stop it")
     parser.add_argument("--seeds", type=positive_int, default=None, help="seeds of each cell's final evaluation")
-    parser.add_argument("--seed", type=seed, default=0, help="first seed (Optuna and final runs)")
-    parser.add_argument("--data-seed", type=seed, default=0, help="seed of splits and oversampling")
+    parser.add_argument("--seed", type=entry.seed, default=0, help="first seed (Optuna and final runs)")
+    parser.add_argument("--data-seed", type=entry.seed, default=0, help="seed of splits and oversampling")
     parser.add_argument("--cpus-per-trial", type=positive_float, default=1.0)
     parser.add_argument("--gpus-per-trial", type=non_negative_float, default=None,
                         help="default: 0.25 where the cluster has GPUs (four trials a card), else 0")

@@ -127,6 +127,9 @@ CASES = [
                             launch_without_ray(w, "--name", "old"))[1],
          r"^error: \S+/old/study\.json was written by the version of this project that ran one Tuner a cell \(format "
          r"version 1\); this one reads version 2: continue it with that version, or use another --name\.$"),
+    Case("study name that is a file in --results",
+         lambda w, folder: ((w.results / "filed").write_text("notes\n"), launch_without_ray(w, "--name", "filed"))[1],
+         r"^error: \S+/results/filed is a file, not a folder$"),
     Case("study.json whose data files are a list",
          lambda w, folder: (write_json(w.results / "listed" / "study.json",
                                        study_record(data={"files": ["mitbih_train.csv"]})),

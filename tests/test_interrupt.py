@@ -79,3 +79,18 @@ def test_ctrl_c_while_the_libraries_load_ends_the_command_with_130(tmp_path, aft
         pytest.fail("the command went on after Ctrl-C")
     assert process.returncode == 130, err
     assert err.strip().splitlines()[-1].startswith("interrupted") and "Traceback" not in err, err
+
+
+def test_ctrl_c_before_the_studys_trials_start_says_how_to_continue(tmp_path, monkeypatch, capsys):
+    """Loading data, oversampling, starting Ray: a Ctrl-C there is an interruption too, and says what to run."""
+    from study import launch
+    from study.cli import main
+
+    def interrupted(args, trainable=None):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(launch, "run_launch", interrupted)
+    flags = ["launch", "--profile", "smoke", "--results", str(tmp_path / "results"), "--name", "early"]
+    assert main(flags) == 130
+    assert capsys.readouterr().err == ("interrupted; finished cells are kept: run the same command to continue: "
+                                       f"python -m study {' '.join(flags)}\n")
