@@ -3,6 +3,7 @@ test_faults.py; scheduling across cells: test_study_schedule.py)."""
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import pandas as pd
 import pytest
@@ -158,7 +159,6 @@ def test_the_smoke_profile_gives_cnet_a_budget_it_learns_in_and_flags_override_i
     assert paper.budgets == {}
     # A study made before a plan had these settings continues where it ran with what are now their defaults.
     from dataclasses import asdict
-    from types import SimpleNamespace
 
     from study.plan import check_same_plan
 
@@ -217,3 +217,39 @@ def test_the_status_line_counts_trials_starting_apart_from_those_holding_a_slot(
     assert _StatusLine(None, slots=4, cpus=1.0, gpus=0.0).line(status, elapsed=120) == (
         "status: cells 3 done, 2 running, 5 waiting; trials 3 running, 1 starting, 40 finished; slots 3/4 in use; "
         "2.0 min elapsed, about 6.0 min left")
+
+
+def test_the_status_line_says_what_a_study_with_free_slots_waits_for(monkeypatch):
+    """A busy cluster: slots free in the study, but no node has a trial's resources free right now."""
+    import ray
+
+    from study.launch import _StatusLine
+
+    monkeypatch.setattr(ray, "available_resources", lambda: {"CPU": 0.5, "GPU": 0.25})
+    status = {"done": 0, "running": 1, "waiting": 2, "trials_running": 1, "trials_starting": 0,
+              "trials_finished": 0, "work_done": 0, "work_left": 10}
+    assert _StatusLine(None, slots=4, cpus=1.0, gpus=0.5).line(status, elapsed=60) == (
+        "status: cells 0 done, 1 running, 2 waiting; trials 1 running, 0 finished; slots 1/4 in use; 1.0 min "
+        "elapsed; waiting for resources: a trial needs 1 CPU(s) and 0.5 GPU(s), the cluster has 0.5 CPU(s) and "
+        "0.25 GPU(s) free")
+    monkeypatch.setattr(ray, "available_resources", lambda: {"CPU": 3.0, "GPU": 1.0})
+    assert _StatusLine(None, slots=4, cpus=1.0, gpus=0.5).line(status, elapsed=60).endswith("1.0 min elapsed")
+
+
+@pytest.mark.parametrize("groups, waits", [([], False), ([(8, 1, 0)], False), ([(8, 1, 4)], True), ([(8, 0, 4)], False)])
+def test_resources_no_node_has_are_refused_unless_the_autoscaler_may_add_a_node_with_them(monkeypatch, groups, waits):
+    """groups: the autoscaler's node groups as (CPUs, GPUs, most nodes); one that may add a node with a GPU waits."""
+    import ray
+    from ray._private.state import state
+
+    from study.tune import cluster
+
+    monkeypatch.setattr(ray, "nodes", lambda: [{"Alive": True, "Resources": {"CPU": 2.0}}])
+    config = SimpleNamespace(node_group_configs=[SimpleNamespace(resources={"CPU": c, "GPU": g}, max_count=n)
+                                                 for c, g, n in groups])
+    monkeypatch.setattr(state, "get_cluster_config", lambda: config)
+    assert cluster.no_node_fits(1, 0) is None
+    sentence, may_add = cluster.no_node_fits(1, 1)
+    assert sentence == ("a trial asks for 1 CPU(s) and 1 GPU(s) (--cpus-per-trial, --gpus-per-trial), and the largest "
+                        "node of the cluster has 2 CPU(s) and 0 GPU(s)")
+    assert may_add is waits

@@ -54,12 +54,13 @@ def test_a_loss_that_overflows_ends_the_trial_with_its_epoch_and_batch(demo_dir,
 
 
 @pytest.mark.slow
-def test_a_study_cell_whose_loss_overflows_is_failed_with_the_reason(ray_2cpu, demo_dir, tmp_path, capsys):
+def test_a_study_cell_whose_loss_overflows_is_failed_with_the_reason(ray_2cpu, demo_dir, tmp_path, capfd):
     folder = copy_input(demo_dir, tmp_path / "input", scale_train=1e38)
     code = run_launch(launch_args("--input", folder, "--results", tmp_path / "results", "--name", "nan", *ONE_CELL))
-    err = capsys.readouterr().err
+    err = capfd.readouterr().err  # Ray's and Tune's loggers too: they write to the process's stderr
     assert code == 1
     assert "arrhythmia-cnet-none-scratch: every search trial failed; the first error: training diverged" in err, err
+    assert "Traceback" not in err, err  # Tune's traceback of the failed trial stays in its error.txt
     study = json.loads((tmp_path / "results" / "nan" / "study.json").read_text())
     [failure] = study["failures"]
     assert failure["cell_id"] == "arrhythmia-cnet-none-scratch"
