@@ -81,16 +81,20 @@ def test_ctrl_c_while_the_libraries_load_ends_the_command_with_130(tmp_path, aft
     assert err.strip().splitlines()[-1].startswith("interrupted") and "Traceback" not in err, err
 
 
-def test_ctrl_c_before_the_studys_trials_start_says_how_to_continue(tmp_path, monkeypatch, capsys):
-    """Loading data, oversampling, starting Ray: a Ctrl-C there is an interruption too, and says what to run."""
-    from study import launch
-    from study.cli import main
+def test_ctrl_c_in_a_trial_or_before_a_launchs_trials_start_says_how_to_continue(tmp_path, monkeypatch, capsys):
+    """Training, loading data, oversampling, starting Ray: a Ctrl-C there is an interruption too, and says what to
+    run (the subprocess tests above interrupt the launch in Tune's loop and the trial while it imports)."""
+    from study import cli, launch
 
-    def interrupted(args, trainable=None):
+    def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(launch, "run_launch", interrupted)
+    monkeypatch.setattr(cli, "run_trial_command", interrupted)
     flags = ["launch", "--profile", "smoke", "--results", str(tmp_path / "results"), "--name", "early"]
-    assert main(flags) == 130
+    assert cli.main(flags) == 130
     assert capsys.readouterr().err == ("interrupted; finished cells are kept: run the same command to continue: "
                                        f"python -m study {' '.join(flags)}\n")
+    assert cli.main(["trial", "--demo", "--out", str(tmp_path / "trial")]) == 130
+    assert capsys.readouterr().err == ("interrupted; last.pt holds every finished epoch: the same command continues "
+                                       "from there\n")
