@@ -14,6 +14,8 @@ MITBIH_TEST = "mitbih_test.csv"
 PTB_NORMAL = "ptbdb_normal.csv"
 PTB_ABNORMAL = "ptbdb_abnormal.csv"
 DEMO_MANIFEST = "demo.json"  # beside demo CSVs: what data.demo wrote (data/demo.py)
+DEMO_ROWS = (100, 1_000_000)  # rows of a demo mitbih_train.csv, at least and at most (1e6: 4.7 GB, 11 x the real)
+MIN_LIMIT = 10  # beats kept of a CSV, at least (--limit): a stratified split needs some of every class
 
 TASK_FILES = {"arrhythmia": (MITBIH_TRAIN, MITBIH_TEST), "mi": (PTB_NORMAL, PTB_ABNORMAL)}
 TASK_CLASSES = {"arrhythmia": ARRHYTHMIA_CLASSES, "mi": MI_CLASSES}

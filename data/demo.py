@@ -24,13 +24,13 @@ import numpy as np
 from data import entry
 from data.beats import kaggle_text
 from data.files import refuse_foreign, write_bytes
-from data.constants import (ARRHYTHMIA_CLASSES, BEAT_LEN, DEMO_MANIFEST, MITBIH_TEST, MITBIH_TRAIN, PTB_ABNORMAL,
-                            PTB_NORMAL)
+from data.constants import (ARRHYTHMIA_CLASSES, BEAT_LEN, DEMO_MANIFEST, DEMO_ROWS, MITBIH_TEST, MITBIH_TRAIN,
+                            PTB_ABNORMAL, PTB_NORMAL)
 
 DEFAULT_ROWS = 2000
-MIN_ROWS = 100
-MAX_ROWS = 1_000_000  # 4.7 GB of mitbih_train.csv, eleven times the real one
+MIN_ROWS, MAX_ROWS = DEMO_ROWS
 ROW_BYTES = 4700  # 188 values of 24 characters, 187 commas, one newline
+DEMO_FILES = (MITBIH_TRAIN, MITBIH_TEST, PTB_NORMAL, PTB_ABNORMAL)  # what a demo folder holds besides demo.json
 
 # Class shares of the real files: MIT-BIH train (N, S, V, F, Q) and PTB (normal, abnormal).
 MITBIH_SHARES = (0.8277, 0.0254, 0.0661, 0.0073, 0.0735)
@@ -198,10 +198,9 @@ def write_demo(out_dir, *, rows: int = DEFAULT_ROWS, seed: int = 0, replace: boo
     if out.exists() and not out.is_dir():
         raise ValueError(f"{out} is a file; the demo CSVs are written into a folder: give a folder's path")
     if not replace:
-        refuse_foreign(out, (MITBIH_TRAIN, MITBIH_TEST, PTB_NORMAL, PTB_ABNORMAL), DEMO_MANIFEST, "data.demo",
-                       ("generator", "data.demo"))
+        refuse_foreign(out, DEMO_FILES, DEMO_MANIFEST, "data.demo", ("generator", "data.demo"))
     out.mkdir(parents=True, exist_ok=True)
-    kinds = {MITBIH_TRAIN: "mitbih", MITBIH_TEST: "mitbih", PTB_NORMAL: "ptb_normal", PTB_ABNORMAL: "ptb_abnormal"}
+    kinds = dict(zip(DEMO_FILES, ("mitbih", "mitbih", "ptb_normal", "ptb_abnormal")))
     streams = np.random.SeedSequence(seed).spawn(len(kinds))  # one stream a file: sizes don't interact
     paths, digests = {}, {}
     for (name, kind), stream in zip(kinds.items(), streams):
@@ -223,13 +222,18 @@ def ensure_demo(out_dir, *, rows: int = DEFAULT_ROWS, seed: int = 0) -> Path:
     out = Path(out_dir)
     try:
         manifest = json.loads((out / DEMO_MANIFEST).read_text())
-        intact = (manifest["rows"], manifest["seed"]) == (rows, seed) and all(
-            hashlib.sha256((out / name).read_bytes()).hexdigest() == digest
-            for name, digest in manifest["sha256"].items())
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError):
+        manifest = None
+    ours = isinstance(manifest, dict) and manifest.get("generator") == "data.demo"
+    digests = manifest.get("sha256") if ours else None
+    try:
+        intact = (isinstance(digests, dict) and set(digests) == set(DEMO_FILES)
+                  and (manifest.get("rows"), manifest.get("seed")) == (rows, seed)
+                  and all(hashlib.sha256((out / name).read_bytes()).hexdigest() == digests[name] for name in digests))
+    except OSError:
         intact = False
-    if not intact:
-        write_demo(out, rows=rows, seed=seed, replace=True)  # its own folder: a demo cut short is rewritten
+    if not intact:  # a demo cut short is rewritten; CSVs that data.demo did not write are refused, not replaced
+        write_demo(out, rows=rows, seed=seed, replace=ours)
     return out
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from data import entry
 from data.beats import content_sha256
-from data.constants import DEMO_MANIFEST, KAGGLE_DATASET, KAGGLE_FILES
+from data.constants import DEMO_MANIFEST, KAGGLE_DATASET, KAGGLE_FILES, PHYSIONET_BUILD
 from data.files import atomic_write
 
 MANUAL = (f"or download the four CSVs by hand from https://www.kaggle.com/datasets/{KAGGLE_DATASET} "
@@ -92,6 +92,9 @@ def download(to="input", *, expected: dict[str, tuple[int, str]] = KAGGLE_FILES,
     if (to / DEMO_MANIFEST).exists():  # ensure_demo would restore its own files over what is downloaded here
         raise DownloadError(f"{to} holds demo data (data.demo wrote its {DEMO_MANIFEST} there): download into another "
                             "folder, or move the demo files away first")
+    if (to / PHYSIONET_BUILD).exists():  # the build's mitbih CSVs would be replaced by Kaggle's
+        raise DownloadError(f"{to} holds a build of data.physionet (its {PHYSIONET_BUILD} is there): download into "
+                            "another folder, or move the build away first")
     report = {name: verify_file(to / name, sizes) for name, sizes in expected.items()}
     todo = [name for name, (status, _) in report.items() if force or status not in ("ok", "crlf")]
     if todo:

@@ -429,7 +429,8 @@ def main(args: argparse.Namespace) -> None:
     records = download(args.db, args.out / "raw" / args.db) if args.download else args.records
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", PhysioNetWarning)
-        summary = build(args.db, records, args.out, split=args.split or "intra", seed=args.seed)
+        split = "intra" if args.split is None else args.split  # --split "" is an unknown split, not the default
+        summary = build(args.db, records, args.out, split=split, seed=args.seed)
     for w in caught:
         print(f"warning: {w.message}", file=sys.stderr)
     print(f"{args.db}: {sum(summary['counts'].values())} beats from {len(summary['leads'])} records "

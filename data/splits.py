@@ -241,9 +241,11 @@ def _stratified_split(rows: np.ndarray, y: np.ndarray, fraction: float, random_s
     try:
         rest, held = train_test_split(rows, test_size=fraction, random_state=random_state, stratify=y[rows])
     except ValueError as exc:
-        larger = "the validation share (--val-fraction) or " if what == "validation" else ""
-        raise DataError(f"cannot draw a stratified {what} set of {fraction:g} from {len(rows)} beats ({exc}); raise "
-                        f"{larger}the beats kept (--limit, the limit argument), or give more data") from None
+        # A large share leaves too few beats of a class on the other side: then the share is what to lower.
+        share = (f"{'lower' if fraction > 0.5 else 'raise'} the validation share (--val-fraction), or "
+                 if what == "validation" else "")
+        raise DataError(f"cannot draw a stratified {what} set of {fraction:g} from {len(rows)} beats ({exc}); "
+                        f"{share}raise the beats kept (--limit, the limit argument), or give more data") from None
     return np.asarray(rest, dtype=np.int64), np.asarray(held, dtype=np.int64)
 
 

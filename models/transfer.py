@@ -187,6 +187,11 @@ def load_checkpoint(path, *, allow_original: bool = True) -> dict:
         checkpoint = _wrap_original(obj, path)
     else:
         checkpoint = _validate(obj, path)
+    weights = checkpoint["state_dict"]
+    not_finite = sorted(k for k, v in weights.items() if v.is_floating_point() and not v.isfinite().all())
+    if not_finite:  # training from it would diverge at once, and the message would blame the learning rate
+        raise CheckpointError(f"checkpoint {path} holds weights that are not finite numbers (NaN or infinite: "
+                              f"{_short(not_finite)}): it is no model to start from")
     return {**checkpoint, "path": str(path)}
 
 

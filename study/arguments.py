@@ -4,6 +4,10 @@ commands take too, is data.entry.seed)."""
 
 import argparse
 
+from data.constants import DEMO_ROWS, MIN_LIMIT
+
+MAX_SEEDS = 1000  # seed runs a cell: each trains the chosen configuration once more
+
 
 def positive_int(text: str) -> int:
     value = int(text)
@@ -38,3 +42,23 @@ def fraction(text: str) -> float:
     if not 0 < value < 1:
         raise argparse.ArgumentTypeError(f"must be between 0 and 1, not {text}")
     return value
+
+
+def _whole_number_in(text: str, low: int, high: int | None, what: str) -> int:
+    value = int(text)
+    if value < low or (high is not None and value > high):
+        bounds = f"from {low:,} to {high:,}" if high is not None else f"of at least {low:,}"
+        raise argparse.ArgumentTypeError(f"must be a whole number {bounds} ({what}), not {text}")
+    return value
+
+
+def demo_rows(text: str) -> int:
+    return _whole_number_in(text, *DEMO_ROWS, "rows of the demo mitbih_train.csv")
+
+
+def beat_limit(text: str) -> int:
+    return _whole_number_in(text, MIN_LIMIT, None, "beats kept of each CSV")
+
+
+def seed_count(text: str) -> int:
+    return _whole_number_in(text, 1, MAX_SEEDS, "seed runs of each cell")

@@ -17,9 +17,10 @@ from data import entry
 from data.files import WriteError, is_temporary
 from study import launch, plan, report
 from study.metrics import selection_key
-from study.config import (DEVICES, OPTIMIZERS, PRECISIONS, RECIPES, SCHEDULES, TRIAL_FILES, TrialConfig,
-                          describe_recipe)
-from study.arguments import fraction, non_negative_float, non_negative_int, positive_float, positive_int
+from study.config import (BEST_FILE, DEVICES, FINAL_FILE, LAST_FILE, OPTIMIZERS, PRECISIONS, RECIPES, SCHEDULES,
+                          TRIAL_FILES, TrialConfig, describe_recipe)
+from study.arguments import (beat_limit, demo_rows, fraction, non_negative_float, non_negative_int, positive_float,
+                             positive_int)
 from study.lock import TRIAL_LOCK, FolderBusy, holding
 from study.storage import LocalStorage
 
@@ -31,12 +32,12 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
                         help="cache folder for parsed and oversampled arrays (default: INPUT/.cache)")
     parser.add_argument("--demo", action="store_true",
                         help="use generated demo data (written once to INPUT/demo/) instead of the real CSVs")
-    parser.add_argument("--demo-rows", type=positive_int, default=6000,
+    parser.add_argument("--demo-rows", type=demo_rows, default=6000,
                         help="rows of the demo mitbih_train.csv (default: 6000)")
     parser.add_argument("--data-seed", type=entry.seed, default=0,
                         help="seed of the validation split and the oversampler (default: 0)")
     parser.add_argument("--val-fraction", type=fraction, default=0.1, help="validation share (default: 0.1)")
-    parser.add_argument("--limit", type=positive_int, default=None,
+    parser.add_argument("--limit", type=beat_limit, default=None,
                         help="keep at most N beats of each CSV, stratified (quick debugging runs)")
 
 
@@ -119,11 +120,17 @@ def run_trial_command(args: argparse.Namespace) -> int:
     for flag, folder in (("--input", args.input), ("--cache", args.cache)):
         if folder is not None and folder.exists() and not folder.is_dir():
             raise ValueError(f"{flag} {folder} is a file; give a folder")
+    if args.warmup_epochs is not None and config.schedule == "constant":
+        raise ValueError(f"--warmup-epochs {args.warmup_epochs} warms up the cosine schedule, and this trial's rate is "
+                         "constant (--schedule constant, or --recipe original): drop it, or add --schedule cosine")
     if args.warmup_epochs is not None and config.schedule == "cosine" and config.warmup_epochs >= config.epochs:
         raise ValueError(f"--warmup-epochs {config.warmup_epochs} must be fewer than --epochs ({config.epochs}): the "
                          "cosine decays over the epochs after the warm-up")
     init_name = "scratch" if not config.is_transfer else f"from-{Path(config.init).parent.name or 'ckpt'}"
     out = args.out or Path("runs") / f"{config.task}-{config.model}-{config.oversample}-{init_name}-s{config.seed}"
+    if config.is_transfer and Path(out).resolve() in Path(config.init).resolve().parents:
+        raise ValueError(f"--init {config.init} lies in --out {out}, where the trial writes its own best.pt: give "
+                         "the checkpoint from another folder, or another --out")
     check_trial_folder(Path(out))
     data = prepare_task(config.task, input_dir(args), seed=config.data_seed,
                         val_fraction=config.val_fraction, oversample=config.oversample, cache_dir=args.cache,
@@ -144,11 +151,15 @@ def check_trial_folder(out: Path) -> None:
     own folder and would write over anything else."""
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} is a file; a trial writes into a folder: give a folder's path")
-    foreign = sorted(p.name for p in out.iterdir() if p.name not in TRIAL_FILES and not is_temporary(p)) \
-        if out.is_dir() else []
+    present = {p.name for p in out.iterdir()} if out.is_dir() else set()
+    foreign = sorted(name for name in present if name not in TRIAL_FILES and not is_temporary(name))
     if foreign:
         raise ValueError(f"--out {out} holds {', '.join(foreign[:3])}{' ...' if len(foreign) > 3 else ''}, which no "
                          f"trial writes: a trial continues only in its own folder; give an empty or new one")
+    results = sorted(present & {FINAL_FILE, BEST_FILE})
+    if results and LAST_FILE not in present:  # nothing tells which trial they are: training would replace them
+        raise ValueError(f"--out {out} holds {' and '.join(results)} of a trial but not its {LAST_FILE}, so it can "
+                         f"be neither continued nor checked against this one; give another folder, or move them away")
 
 
 def summarise_trial(final: dict, class_names: tuple[str, ...], seconds: float, out: Path) -> str:

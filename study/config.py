@@ -4,7 +4,7 @@ import dataclasses
 import math
 from dataclasses import dataclass
 
-from data.constants import OVERSAMPLING, TASKS, TRANSFER_MODES
+from data.constants import MIN_LIMIT, OVERSAMPLING, TASKS, TRANSFER_MODES
 from study.lock import TRIAL_LOCK
 
 # What a trial's folder holds (study/trial_folder.py owns them; see its docstring). Here, so that what only names them
@@ -86,8 +86,8 @@ class TrialConfig:
               f"lr must be a positive number; got {self.lr!r}.")
         check(0 < self.finetune_lr_scale <= 1, f"finetune_lr_scale must be in (0, 1]; got {self.finetune_lr_scale}.")
         check(0 < self.val_fraction < 1, f"val_fraction must be between 0 and 1; got {self.val_fraction}.")
-        check(self.limit is None or (isinstance(self.limit, int) and self.limit >= 10),
-              f"limit must be at least 10 beats; got {self.limit!r}.")
+        check(self.limit is None or (isinstance(self.limit, int) and self.limit >= MIN_LIMIT),
+              f"limit must be at least {MIN_LIMIT} beats; got {self.limit!r}.")
 
     @property
     def is_transfer(self) -> bool:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from data import entry, files
 from data.constants import MODEL_NAMES, TASKS, TRANSFER_MODES
-from study.arguments import non_negative_float, positive_float, positive_int
+from study.arguments import beat_limit, demo_rows, non_negative_float, positive_float, positive_int, seed_count
 from study.config import RECIPES, describe_recipe
 from study.grid import BATCH_SIZES, CELL_OVERSAMPLING, LR_RANGE, INITS, PROFILES, SMOTE_METHODS, Cell, make_grid
 
@@ -231,8 +231,8 @@ def add_launch_arguments(parser: argparse.ArgumentParser) -> None:
                       help="use demo data even if the real CSVs are present")
     demo.add_argument("--no-demo", dest="demo", action="store_false",
                       help="fail instead of falling back to demo data when the CSVs are absent")
-    parser.add_argument("--demo-rows", type=positive_int, default=None, help="rows of the demo mitbih_train.csv")
-    parser.add_argument("--limit", type=positive_int, default=None, help="beats kept of each CSV (stratified)")
+    parser.add_argument("--demo-rows", type=demo_rows, default=None, help="rows of the demo mitbih_train.csv")
+    parser.add_argument("--limit", type=beat_limit, default=None, help="beats kept of each CSV (stratified)")
     parser.add_argument("--tasks", type=names(TASKS), default=list(TASKS))
     parser.add_argument("--models", type=names(MODEL_NAMES), default=list(MODEL_NAMES))
     parser.add_argument("--oversample", type=names(CELL_OVERSAMPLING), default=list(CELL_OVERSAMPLING))
@@ -253,7 +253,7 @@ def add_launch_arguments(parser: argparse.ArgumentParser) -> None:
                         help="ASHA's maximum epochs: N for both tasks, or arrhythmia=N,mi=M")
     parser.add_argument("--grace-period", type=positive_int, default=None,
                         help="epochs every search trial gets before successive halving may stop it")
-    parser.add_argument("--seeds", type=positive_int, default=None, help="seeds of each cell's final evaluation")
+    parser.add_argument("--seeds", type=seed_count, default=None, help="seeds of each cell's final evaluation")
     parser.add_argument("--seed", type=entry.seed, default=0, help="first seed (Optuna and final runs)")
     parser.add_argument("--data-seed", type=entry.seed, default=0, help="seed of splits and oversampling")
     parser.add_argument("--cpus-per-trial", type=positive_float, default=1.0)

@@ -16,7 +16,7 @@ import typing
 from dataclasses import dataclass, field
 
 from data.constants import TASK_CLASSES
-from study.grid import Cell
+from study.grid import Cell, split_cell_id
 from study.metrics import selection_key
 from study.storage import Storage
 
@@ -79,15 +79,24 @@ def _check(value, kind, where: str):
             raise ResultError(f"field {where} is {type(value).__name__}, expected a list")
         return tuple(_check(v, args[0], f"{where}[{i}]") for i, v in enumerate(value))
     if kind is float:
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        ok = _finite(value)
         value = float(value) if ok else value
     elif kind is dict:
         ok = isinstance(value, dict)
     else:  # int, str, bool
-        ok = isinstance(value, kind) and not (kind is int and isinstance(value, bool))
+        ok = isinstance(value, kind) and not (kind is int and (isinstance(value, bool) or abs(value) > MAX_INT))
     if not ok:
-        raise ResultError(f"field {where} is {value!r}, expected {getattr(kind, '__name__', kind)}")
+        expected = {float: "a finite number", int: "a whole number"}.get(kind, getattr(kind, "__name__", kind))
+        raise ResultError(f"field {where} is {value!r}, expected {expected}")
     return value
+
+
+MAX_INT = 2**53  # the largest whole number a JSON reader anywhere keeps exactly
+
+
+def _finite(value) -> bool:
+    """A JSON number that means one (Python's JSON reads Infinity, NaN and 1e309 too)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and abs(value) <= 1e300
 
 
 def _from_dict(cls, doc: dict, where: str = ""):
@@ -138,7 +147,7 @@ class _Record:
 
 
 def _fraction(value, where: str) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+    if not _finite(value) or not 0 <= value <= 1:
         raise ResultError(f"field {where} is {value!r}, expected a fraction between 0 and 1")
 
 
@@ -146,8 +155,9 @@ def _number(values: dict, key: str, where: str, kind) -> None:
     value = values.get(key)
     if key not in values:
         raise ResultError(f"field {where}.{key} is missing")
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0 or (kind is int and value != int(value)):
-        raise ResultError(f"field {where}.{key} is {value!r}, expected a positive {kind.__name__}")
+    if not _finite(value) or value <= 0 or (kind is int and (value != int(value) or value > MAX_INT)):
+        raise ResultError(f"field {where}.{key} is {value!r}, expected a positive "
+                          + ("whole number" if kind is int else "number"))
 
 
 def check_metrics(metrics: dict, task: str, where: str) -> None:
@@ -155,7 +165,7 @@ def check_metrics(metrics: dict, task: str, where: str) -> None:
     class of ``task``, the confusion matrix; for MI also those of the MI class, and AUROC (or None)."""
     if not isinstance(metrics, dict):
         raise ResultError(f"field {where} is {type(metrics).__name__}, expected an object of metrics")
-    classes = TASK_CLASSES[task]
+    classes = TASK_CLASSES[task]  # the task is checked before (CellResult.check)
 
     def fraction(values: dict, key: str, at: str) -> None:
         if key not in values:
@@ -165,7 +175,7 @@ def check_metrics(metrics: dict, task: str, where: str) -> None:
     for key in ("accuracy", "macro_precision", "macro_recall", "macro_f1", *(("precision", "recall", "f1")
                                                                            if task == "mi" else ())):
         fraction(metrics, key, where)
-    if task == "mi" and metrics.get("auroc") is not None:
+    if metrics.get("auroc") is not None:  # None where a split holds one class, and for arrhythmia
         fraction(metrics, "auroc", where)
     per_class = metrics.get("per_class")
     if not isinstance(per_class, dict):
@@ -178,7 +188,8 @@ def check_metrics(metrics: dict, task: str, where: str) -> None:
     matrix = metrics.get("confusion_matrix")
     if (not isinstance(matrix, list) or len(matrix) != len(classes) or any(
             not isinstance(row, list) or len(row) != len(classes)
-            or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in row) for row in matrix)):
+            or not all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= MAX_INT for v in row)
+            for row in matrix)):
         raise ResultError(f"field {where}.confusion_matrix is not {len(classes)} x {len(classes)} counts")
 
 
@@ -266,6 +277,8 @@ class CellResult(_Record):
     def check(self) -> None:
         """Every figure a reader averages or plots is a fraction, the metrics of each seed's test split are
         complete for the cell's task, the chosen configuration is a learning rate and a batch size."""
+        if self.cell.task not in TASK_CLASSES:
+            raise ResultError(f"field cell.task is {self.cell.task!r}, expected one of {', '.join(TASK_CLASSES)}")
         for name in ("trials", "seeds"):  # a result is written once its last seed run ends: never without them
             if not getattr(self, name):
                 raise ResultError(f"field {name} is empty, expected the cell's "
@@ -327,8 +340,17 @@ class StudyRecord(_Record):
     failures: tuple[CellFailure, ...] = field(default=())
 
     def check(self) -> None:
-        """The data record's maps, which a relaunch merges and compares: what each was loaded from, its
-        fingerprints, and the sha256 of each CSV (by task)."""
+        """Its cells are of the tasks this version knows (a report places each by its task); the data record's maps,
+        which a relaunch merges and compares: what each was loaded from, its fingerprints, and the sha256 of each
+        CSV (by task)."""
+        for i, cell_id in enumerate(self.cells):
+            try:
+                task = split_cell_id(cell_id)[0]
+            except ValueError:  # said by its reader, with what to do (the launch's check_same_plan, the report)
+                continue
+            if task not in TASK_CLASSES:
+                raise ResultError(f"field cells[{i}] is {cell_id!r}, of the task {task!r}; expected one of "
+                                  f"{', '.join(TASK_CLASSES)}")
         for key in ("sources", "fingerprints", "files"):
             value = self.data.get(key, {})
             if not isinstance(value, dict):

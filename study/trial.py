@@ -227,12 +227,20 @@ def run_trial(config: TrialConfig, data: TaskData, out_dir: Path | str, *, repor
     last_path = out_dir / LAST_FILE
     if last_path.exists():
         state = load_state(last_path, config, data)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        torch.set_rng_state(state["torch_rng"])
-        generator.set_state(state["batch_rng"])
-        if device.type == "cuda" and state.get("cuda_rng") is not None:
-            torch.cuda.set_rng_state(state["cuda_rng"], device)
+        try:  # what load_state cannot check without the model: the weights, optimizer and generator states fit
+            shapes = {name: tensor.shape for name, tensor in model.state_dict().items()}
+            if {name: getattr(tensor, "shape", None) for name, tensor in state["best_weights"].items()} != shapes:
+                raise ValueError("its best epoch's weights are not this model's")
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            torch.set_rng_state(state["torch_rng"])
+            generator.set_state(state["batch_rng"])
+            if device.type == "cuda" and state.get("cuda_rng") is not None:
+                torch.cuda.set_rng_state(state["cuda_rng"], device)
+        except (KeyError, RuntimeError, TypeError, ValueError) as error:
+            reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
+            raise ValueError(f"{last_path} is damaged: its saved state does not fit this trial's model ({reason}); "
+                             "move it away to start the trial afresh.") from None
         history, best, stale_epochs = state["history"], state["best"], state["stale_epochs"]
         best_weights = state["best_weights"]
         start_epoch = state["epoch"] + 1

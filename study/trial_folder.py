@@ -22,7 +22,7 @@ import torch
 
 from data import TaskData
 from data.files import write_json, write_text
-from study.config import CONFIG_FILE, TrialConfig
+from study.config import BEST_FILE, CONFIG_FILE, TrialConfig
 from study.results import ResultError, check_metrics
 
 STATE_FORMAT, STATE_VERSION = "ecg-study-trial-state", 1
@@ -59,6 +59,10 @@ def load_state(path: Path, config: TrialConfig, data: TaskData) -> dict:
     if differences:
         raise ValueError(f"{path.parent} holds a trial with another config ({'; '.join(differences)}); "
                          "use another output folder to start a new trial.")
+    best = state["best"]
+    if state["epoch"] < 1 or not {"epoch", "value", "val"} <= set(best) or not 0 <= best["epoch"] <= state["epoch"]:
+        raise ValueError(f"{path} is damaged: its epoch {state['epoch']!r} or best epoch {best.get('epoch')!r} is not "
+                         "one it could have trained; move it away to start the trial afresh.")
     if state["epoch"] > config.epochs:
         raise ValueError(f"{path.parent} holds a trial already trained for {state['epoch']} epochs, more than the "
                          f"{config.epochs} asked for; ask for at least {state['epoch']} or use another folder.")
@@ -89,6 +93,10 @@ def read_final(path: Path, task: str) -> tuple[dict | None, str | None]:
     for name, kind in (("epochs_run", int), ("best_epoch", int), ("stopped_early", bool)):
         if not isinstance(final[name], kind) or (kind is int and isinstance(final[name], bool)):
             return None, f"has {name} {final[name]!r}, not a {kind.__name__}"
+    if not 1 <= final["best_epoch"] <= final["epochs_run"]:
+        return None, f"has best_epoch {final['best_epoch']}, not one of its {final['epochs_run']} epochs"
+    if not (path.parent / BEST_FILE).is_file():
+        return None, f"is there, but not the {BEST_FILE} it describes"
     try:
         check_metrics(final["val"], task, "val")
         if final["test"] is not None:

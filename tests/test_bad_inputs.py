@@ -5,7 +5,10 @@ two, study folders, locks, entry points and flags: tests/test_bad_inputs_study.p
     python -m pytest -q tests/test_bad_inputs.py tests/test_bad_inputs_study.py
 """
 
+import shutil
+
 import pytest
+import torch
 
 from data import prepare_task
 from data.files import write_json
@@ -76,7 +79,8 @@ CASES = [
          r"error: argument --lr: must be a positive number, not nan$"),
     Case("batch size 0", lambda w, folder: trial(w, "--batch-size", "0"),
          r"error: argument --batch-size: must be a whole number of at least 1, not 0$"),
-    Case("batch size larger than the training split", lambda w, folder: trial(w, "--batch-size", "100000"),
+    Case("batch size larger than the training split",
+         lambda w, folder: trial(w, "--batch-size", "100000", "--out", folder / "trial"),
          r"^error: batch_size 100000 is larger than the training split \(180 beats\)\.$"),
     # --- checkpoints (--init of an MI transfer)
     Case("checkpoint of another architecture",
@@ -87,6 +91,14 @@ CASES = [
          lambda w, folder: trial(w, "--task", "mi", "--batch-size", 32, "--init", w.ckpt / "cnet-mi.pt"),
          r"^error: cannot transfer checkpoint \S+cnet-mi\.pt: it holds a model for task 'mi', and transfer starts "
          r"from one for 'arrhythmia'$"),
+    Case("checkpoint whose weights are NaN",
+         lambda w, folder: (torch.save({**torch.load(w.ckpt / "cnet-arrhythmia.pt", weights_only=True),
+                                        "state_dict": {k: torch.full_like(v, float("nan")) for k, v in torch.load(
+                                            w.ckpt / "cnet-arrhythmia.pt", weights_only=True)["state_dict"].items()}},
+                                       folder / "nan.pt"),
+                            trial(w, "--task", "mi", "--init", folder / "nan.pt", "--out", folder / "t"))[1],
+         r"^error: checkpoint \S+nan\.pt holds weights that are not finite numbers \(NaN or infinite: c1\.bias, "
+         r"c1\.weight, cresids\.0\.c1\.bias and \d+ more\): it is no model to start from$"),
     Case("truncated checkpoint", lambda w, folder: trial(w, "--task", "mi", "--init", w.ckpt / "truncated.pt"),
          r"^error: checkpoint \S+truncated\.pt is truncated or corrupt and cannot be read \(.+\)$"),
     Case("pickle carrying code", lambda w, folder: trial(w, "--task", "mi", "--init", w.ckpt / "code.pt"),
@@ -96,6 +108,15 @@ CASES = [
          lambda w, folder: cli("trial", "--input", w.input, "--cache", w.cache, "--limit", 200, "--epochs", 1,
                                "--batch-size", 32, "--out", w.results / "broken-trial"),
          r"^error: \S+last\.pt cannot be read as a trial state \(.+\); move it away to start the trial afresh\.$"),
+    Case("a trial's --out holding another trial's result without its last.pt",
+         lambda w, folder: trial(w, "--lr", "0.05"),
+         r"^error: --out \S+/trial holds final\.json of a trial but not its last\.pt, so it can be neither continued "
+         r"nor checked against this one; give another folder, or move them away$"),
+    Case("a transfer's --init inside its --out",
+         lambda w, folder: (shutil.copy(w.ckpt / "cnet-arrhythmia.pt", folder / "best.pt"),
+                            trial(w, "--task", "mi", "--init", folder / "best.pt", "--out", folder))[1],
+         r"^error: --init \S+/best\.pt lies in --out \S+, where the trial writes its own best\.pt: give the "
+         r"checkpoint from another folder, or another --out$"),
     Case("trial state of the right format without its fields (last.pt)",
          lambda w, folder: cli("trial", "--input", w.input, "--cache", w.cache, "--limit", 200, "--epochs", 1,
                                "--batch-size", 32, "--out", w.results / "shapeless-trial"),
@@ -149,7 +170,7 @@ CASES = [
     Case("study.json with a seed that is not a number",
          lambda w, folder: (write_json(w.results / "seedless" / "study.json", {**study_record(), "seed": "zero"}),
                             launch_without_ray(w, "--name", "seedless"))[1],
-         r"^error: \S+/seedless/study\.json: field seed is 'zero', expected int\.$"),
+         r"^error: \S+/seedless/study\.json: field seed is 'zero', expected a whole number\.$"),
     Case("--address with nothing listening",
          lambda w, folder: launch_subprocess(w, "--address", f"127.0.0.2:{free_port('127.0.0.2')}", "--name", "addr",
                                              "--tasks", "arrhythmia", "--models", "cnet", "--oversample", "none",

@@ -121,6 +121,13 @@ CASES = [
          r"error: argument --models: 'cnet,cnet' names cnet twice: name each once$"),
     Case("a task named twice", lambda w, folder: launch_without_ray(w, "--tasks", "mi,arrhythmia,mi"),
          r"error: argument --tasks: 'mi,arrhythmia,mi' names mi twice: name each once$"),
+    Case("a study's demo rows beyond what data.demo writes", lambda w, folder: launch_without_ray(w, "--demo-rows", 50),
+         r"error: argument --demo-rows: must be a whole number from 100 to 1,000,000 \(rows of the demo "
+         r"mitbih_train\.csv\), not 50$"),
+    Case("a trial keeping fewer beats than a split needs", lambda w, folder: trial(w, "--limit", 5),
+         r"error: argument --limit: must be a whole number of at least 10 \(beats kept of each CSV\), not 5$"),
+    Case("a million seed runs a cell", lambda w, folder: launch_without_ray(w, "--seeds", 1000000),
+         r"error: argument --seeds: must be a whole number from 1 to 1,000 \(seed runs of each cell\), not 1000000$"),
     Case("a study seed out of range", lambda w, folder: launch_without_ray(w, "--seed", "5000000000"),
          r"error: argument --seed: must be a whole number from 0 to 2147483647, not 5000000000$"),
     Case("a negative data seed", lambda w, folder: trial(w, "--data-seed", "-1"),
@@ -169,6 +176,13 @@ CASES = [
          lambda w, folder: command(module(physionet), "build", "--db", "mitdb", "--records", folder, "--out",
                                    folder / "out", "--seed", -1),
          r"error: argument --seed: must be a whole number from 0 to 2147483647, not -1$"),
+    Case("data.physionet --split empty",
+         lambda w, folder: command(module(physionet), "build", "--db", "mitdb", "--records", folder, "--out",
+                                   folder / "out", "--split", ""),
+         r"^error: --split '': unknown split; expected one of intra, inter\.$"),
+    Case("a warm-up for a constant rate", lambda w, folder: trial(w, "--recipe", "original", "--warmup-epochs", 2),
+         r"^error: --warmup-epochs 2 warms up the cosine schedule, and this trial's rate is constant \(--schedule "
+         r"constant, or --recipe original\): drop it, or add --schedule cosine$"),
     Case("data.physionet --out is a file",
          lambda w, folder: command(module(physionet), "build", "--db", "mitdb", "--records", folder, "--out",
                                    file_in(folder)),
@@ -191,6 +205,11 @@ CASES = [
          lambda w, folder: command(module(download), "--to", w.input),
          r"^error: \S+ holds demo data \(data\.demo wrote its demo\.json there\): download into another folder, or "
          r"move the demo files away first$"),
+    Case("data.download into a data.physionet build",
+         lambda w, folder: ((folder / "physionet_build.json").write_text("{}\n"),
+                            command(module(download), "--to", folder))[1],
+         r"^error: \S+ holds a build of data\.physionet \(its physionet_build\.json is there\): download into another "
+         r"folder, or move the build away first$"),
     # --- empty paths and names: never the current folder, never the profile's study
     Case("data.demo --out empty", lambda w, folder: command(module(demo), "--out", ""),
          r"error: argument --out: is empty: give a path$"),

@@ -1,5 +1,6 @@
 """The demo generator writes the exact Kaggle format, deterministically, with learnable but not trivial beats."""
 
+import json
 import re
 
 import numpy as np
@@ -151,3 +152,22 @@ def test_ensure_demo_keeps_an_intact_set_and_rewrites_a_damaged_one(tmp_path):
     assert train.read_bytes() == original  # rewritten
     ensure_demo(tmp_path, rows=300, seed=0)
     assert train.stat().st_size == 300 * ROW_BYTES  # other parameters, other set
+    manifest = tmp_path / "demo.json"
+    for digests in ([], {}):  # data.demo's record, damaged: the set is written again
+        manifest.write_text(json.dumps({**json.loads(manifest.read_text()), "sha256": digests}))
+        train.write_bytes(b"")
+        ensure_demo(tmp_path, rows=300, seed=0)
+        assert train.stat().st_size == 300 * ROW_BYTES
+
+
+def test_ensure_demo_refuses_csvs_that_data_demo_did_not_write(tmp_path):
+    """A trial's --demo writes into INPUT/demo: where the user's own CSVs lie there, it says so instead of replacing them."""
+    from data import ensure_demo
+
+    (tmp_path / MITBIH_TRAIN).write_text("the user's own beats\n")
+    for manifest in (None, "[]\n"):
+        if manifest is not None:
+            (tmp_path / "demo.json").write_text(manifest)
+        with pytest.raises(ValueError, match="holds mitbih_train.csv, which data.demo did not write"):
+            ensure_demo(tmp_path, rows=200, seed=0)
+        assert (tmp_path / MITBIH_TRAIN).read_text() == "the user's own beats\n"

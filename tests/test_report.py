@@ -272,7 +272,15 @@ def test_a_field_of_the_wrong_kind_is_a_problem_not_a_crash(study_dir, tmp_path)
 @pytest.mark.parametrize("change, sentence", [
     (lambda doc: doc["seeds"][1]["test"]["per_class"].pop("F"), "field seeds[1].test.per_class.F is missing"),
     (lambda doc: doc.pop("wall_time_s"), "field wall_time_s is missing"),
-    (lambda doc: doc["trials"][0].update(batch_size="256"), "field trials[0].batch_size is '256', expected int"),
+    (lambda doc: doc["trials"][0].update(batch_size="256"),
+     "field trials[0].batch_size is '256', expected a whole number"),
+    # Numbers Python's JSON reads but no figure is: Infinity, NaN, 1e309, a count beyond 2**53; a task unknown
+    (lambda doc: doc["best_config"].update(batch_size=float("inf")),
+     "field best_config.batch_size is inf, expected a positive whole number"),
+    (lambda doc: doc.update(wall_time_s=float("nan")), "field wall_time_s is nan, expected a finite number"),
+    (lambda doc: doc["seeds"][0]["test"]["confusion_matrix"][0].__setitem__(0, 10**30),
+     "field seeds[0].test.confusion_matrix is not 5 x 5 counts"),
+    (lambda doc: doc["cell"].update(task="ecg"), "field cell.task is 'ecg', expected one of arrhythmia, mi"),
     (lambda doc: doc.update(version=1), "was written by the version of this project that ran one Tuner a cell "
                                         "(format version 1); this one reads version 2: rebuild its report with the "
                                         "version that wrote it, or run the study again"),

@@ -2,6 +2,7 @@
 
 import csv
 import json
+import re
 
 import pytest
 import torch
@@ -10,7 +11,7 @@ import study.trial as trial_module
 from data import prepare_task
 from models import load_checkpoint
 from study.cli import main
-from study.config import TrialConfig
+from study.config import RECIPES, TrialConfig
 from study.trial import run_trial
 
 TIME_COLUMNS = {"seconds", "train_seconds", "beats_per_s"}
@@ -143,6 +144,24 @@ def test_a_folder_of_another_trial_is_not_continued(arrhythmia, tmp_path):
         run_trial(TrialConfig(epochs=1, batch_size=256, lr=0.01), arrhythmia, tmp_path)
 
 
+@pytest.mark.parametrize("damage, says", [
+    (lambda state: state.update(best={}), "epoch 1 or best epoch None is not one it could have trained"),
+    (lambda state: state.update(epoch=-3), "epoch -3 or best epoch 1 is not one it could have trained"),
+    (lambda state: state.update(model={}), "saved state does not fit this trial's model (Error(s) in loading"),
+    (lambda state: state.update(best_weights={}), "its best epoch's weights are not this model's"),
+    (lambda state: state.update(torch_rng=torch.zeros(3)), "saved state does not fit this trial's model ("),
+])
+def test_a_last_pt_of_the_right_types_but_not_this_trials_state_is_refused(arrhythmia, tmp_path, damage, says):
+    config = TrialConfig(epochs=2, batch_size=64, **RECIPES["original"])  # a constant rate: it may train on
+    run_trial(config.replace(epochs=1), arrhythmia, tmp_path)
+    (tmp_path / "final.json").unlink()
+    state = torch.load(tmp_path / "last.pt", weights_only=True)
+    damage(state)
+    torch.save(state, tmp_path / "last.pt")
+    with pytest.raises(ValueError, match="last.pt is damaged: .*" + re.escape(says)):
+        run_trial(config, arrhythmia, tmp_path)
+
+
 def test_cli_trial_runs_and_reports(demo_dir, tmp_path, capsys):
     code = main(["trial", "--input", str(demo_dir), "--epochs", "2", "--batch-size", "64", "--limit", "600",
                  "--out", str(tmp_path / "t")])
@@ -177,6 +196,11 @@ def test_cli_trial_runs_and_reports(demo_dir, tmp_path, capsys):
     assert (f"{moved / 'final.json'} is damaged: its field val is list, expected an object of metrics: the trial's "
             "result is computed again") in capsys.readouterr().out
     assert json.loads((moved / "final.json").read_text())["val"] == final["val"]
+    (moved / "best.pt").unlink()  # the weights final.json describes, gone: written again from last.pt too
+    assert main(["trial", "--input", str(demo_dir), "--epochs", "2", "--batch-size", "64", "--limit", "600",
+                 "--out", str(moved)]) == 0
+    assert "is there, but not the best.pt it describes: the trial's result is computed again" in capsys.readouterr().out
+    assert load_checkpoint(moved / "best.pt")["epoch"] == final["best_epoch"]
 
 
 @pytest.mark.parametrize("argv, message", [

@@ -229,6 +229,9 @@ def load_study(study_dir: Path | str | Storage) -> ReportedStudy:
                                 "folder; pass one such as results/smoke.")
     problems: list[str] = []
     notes: list[str] = []
+    if isinstance(store, LocalStorage) and (store.root / CELLS_FOLDER).is_file():
+        problems.append(f"{store.ref(CELLS_FOLDER)} is a file, not the folder of the cells' results; no cell's "
+                        "result could be read.")
 
     record = None
     study_path = store.ref(STUDY_FILE)
