@@ -480,3 +480,11 @@ def test_an_inter_patient_study_gets_se_and_ppv_of_n_s_v_f_and_every_report_name
     text = build_report(study_dir, tmp_path / "default", plots=False, quiet=True).report_path.read_text()
     assert "- training recipe of every trial: default (AdamW (weight decay 0.01), cosine after 2 warm-up epochs)" in text
     assert "Inter-patient" not in text
+
+
+def test_a_cells_file_in_place_of_the_cells_folder_is_named(study_dir, tmp_path):
+    shutil.rmtree(study_dir / "cells")
+    (study_dir / "cells").write_text("notes\n")
+    result = build_report(study_dir, tmp_path / "out", plots=False, quiet=True)
+    assert result.problems == [f"{study_dir / 'cells'} is a file, not the folder of the cells' results; no cell's "
+                               "result could be read."]
