@@ -60,7 +60,8 @@ def load_state(path: Path, config: TrialConfig, data: TaskData) -> dict:
         raise ValueError(f"{path.parent} holds a trial with another config ({'; '.join(differences)}); "
                          "use another output folder to start a new trial.")
     best = state["best"]
-    if state["epoch"] < 1 or not {"epoch", "value", "val"} <= set(best) or not 0 <= best["epoch"] <= state["epoch"]:
+    if (state["epoch"] < 1 or not {"epoch", "value", "val"} <= set(best) or not isinstance(best["epoch"], int)
+            or not 1 <= best["epoch"] <= state["epoch"]):
         raise ValueError(f"{path} is damaged: its epoch {state['epoch']!r} or best epoch {best.get('epoch')!r} is not "
                          "one it could have trained; move it away to start the trial afresh.")
     if state["epoch"] > config.epochs:

@@ -147,6 +147,7 @@ def test_a_folder_of_another_trial_is_not_continued(arrhythmia, tmp_path):
 @pytest.mark.parametrize("damage, says", [
     (lambda state: state.update(best={}), "epoch 1 or best epoch None is not one it could have trained"),
     (lambda state: state.update(epoch=-3), "epoch -3 or best epoch 1 is not one it could have trained"),
+    (lambda state: state["best"].update(epoch="1"), "epoch 1 or best epoch '1' is not one it could have trained"),
     (lambda state: state.update(model={}), "saved state does not fit this trial's model (Error(s) in loading"),
     (lambda state: state.update(best_weights={}), "its best epoch's weights are not this model's"),
     (lambda state: state.update(torch_rng=torch.zeros(3)), "saved state does not fit this trial's model ("),
