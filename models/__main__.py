@@ -46,8 +46,9 @@ def _run(args: argparse.Namespace) -> None:
         weights = sum(v.numel() for v in ckpt["state_dict"].values())
         print(f"{ckpt['path']}: model {ckpt['model']}, task {ckpt['task']}, epoch {ckpt['epoch']}, "
               f"{weights:,} weights, fingerprint {ckpt['fingerprint'] or '-'}")
-        print("config:", json.dumps(ckpt["config"], sort_keys=True))
-        print("metrics:", json.dumps(ckpt["metrics"], sort_keys=True))
+        # default=repr: a checkpoint saved by hand may hold tensors or other objects in its config
+        print("config:", json.dumps(ckpt["config"], sort_keys=True, default=repr))
+        print("metrics:", json.dumps(ckpt["metrics"], sort_keys=True, default=repr))
     else:
         if Path(args.out).exists():
             raise ValueError(f"{args.out} exists; import-original writes a new checkpoint: give a path that does "
