@@ -2,12 +2,16 @@
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
+
+from tests.rays import stop_cluster
 
 ROOT = Path(__file__).resolve().parents[1]
 RAY = str(Path(sys.executable).with_name("ray"))
@@ -29,8 +33,9 @@ def test_a_two_node_cluster_runs_a_study_through_its_address(tmp_path):
     def ray_cli(*args):
         return subprocess.run([RAY, *args], env=env, capture_output=True, text=True, timeout=180)
 
+    temp_dir = tempfile.mkdtemp(prefix="rc")  # short: Ray's socket paths live under it; names this cluster's processes
     head = ray_cli("start", "--head", "--node-ip-address=127.0.0.2", f"--port={port}", "--num-cpus=1",
-                   "--include-dashboard=false", "--disable-usage-stats")
+                   "--include-dashboard=false", "--disable-usage-stats", f"--temp-dir={temp_dir}")
     assert head.returncode == 0, head.stdout + head.stderr
     try:
         worker = ray_cli("start", f"--address={address}", "--node-ip-address=127.0.0.3", "--num-cpus=1")
@@ -44,7 +49,8 @@ def test_a_two_node_cluster_runs_a_study_through_its_address(tmp_path):
             cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
         assert study.returncode == 0, study.stdout + study.stderr
     finally:
-        ray_cli("stop", "--force")
+        stop_cluster(temp_dir)
+        shutil.rmtree(temp_dir, ignore_errors=True)
     result = json.loads((tmp_path / "results" / "cluster" / "cells" / "arrhythmia-cnet-none-scratch.json").read_text())
     nodes = {node for trial in result["trials"] for node in trial["ran"]["nodes"]}
     assert nodes == {"127.0.0.2", "127.0.0.3"}, result["trials"]
