@@ -23,7 +23,7 @@ import numpy as np
 
 from data import entry
 from data.beats import kaggle_text
-from data.files import refuse_foreign, write_bytes
+from data.files import refuse_foreign, write_bytes, written_by
 from data.constants import (ARRHYTHMIA_CLASSES, BEAT_LEN, DEMO_MANIFEST, DEMO_ROWS, MITBIH_TEST, MITBIH_TRAIN,
                             PTB_ABNORMAL, PTB_NORMAL)
 
@@ -31,6 +31,8 @@ DEFAULT_ROWS = 2000
 MIN_ROWS, MAX_ROWS = DEMO_ROWS
 ROW_BYTES = 4700  # 188 values of 24 characters, 187 commas, one newline
 DEMO_FILES = (MITBIH_TRAIN, MITBIH_TEST, PTB_NORMAL, PTB_ABNORMAL)  # what a demo folder holds besides demo.json
+DEMO_GENERATOR = "data.demo"
+DEMO_MARK = ("generator", DEMO_GENERATOR)  # demo.json's field that says data.demo wrote the folder
 
 # Class shares of the real files: MIT-BIH train (N, S, V, F, Q) and PTB (normal, abnormal).
 MITBIH_SHARES = (0.8277, 0.0254, 0.0661, 0.0073, 0.0735)
@@ -198,19 +200,22 @@ def write_demo(out_dir, *, rows: int = DEFAULT_ROWS, seed: int = 0, replace: boo
     if out.exists() and not out.is_dir():
         raise ValueError(f"{out} is a file; the demo CSVs are written into a folder: give a folder's path")
     if not replace:
-        refuse_foreign(out, DEMO_FILES, DEMO_MANIFEST, "data.demo", ("generator", "data.demo"))
+        refuse_foreign(out, DEMO_FILES, DEMO_MANIFEST, "data.demo", DEMO_MARK)
     out.mkdir(parents=True, exist_ok=True)
     kinds = dict(zip(DEMO_FILES, ("mitbih", "mitbih", "ptb_normal", "ptb_abnormal")))
     streams = np.random.SeedSequence(seed).spawn(len(kinds))  # one stream a file: sizes don't interact
     paths, digests = {}, {}
+    manifest = {"generator": DEMO_GENERATOR, "rows": int(rows), "seed": int(seed), "sha256": digests}
+    # First a demo.json without digests: a write cut short leaves files that are data.demo's (rewritten by
+    # ensure_demo, never refused as someone else's) but not a set that ensure_demo would accept.
+    write_bytes(out / DEMO_MANIFEST, (json.dumps(manifest, indent=1) + "\n").encode())
     for (name, kind), stream in zip(kinds.items(), streams):
         x, y = make_beats(kind, demo_sizes(rows)[name], np.random.default_rng(stream))
         text = format_rows(x, y)
         paths[name] = out / name
         write_bytes(paths[name], text)
         digests[name] = hashlib.sha256(text).hexdigest()
-    manifest = {"generator": "data.demo", "rows": int(rows), "seed": int(seed), "sha256": digests}
-    write_bytes(out / DEMO_MANIFEST, (json.dumps(manifest, indent=1) + "\n").encode())
+    write_bytes(out / DEMO_MANIFEST, (json.dumps(manifest, indent=1) + "\n").encode())  # now with every digest
     return paths
 
 
@@ -220,12 +225,8 @@ def ensure_demo(out_dir, *, rows: int = DEFAULT_ROWS, seed: int = 0) -> Path:
     demo.json is written last, so an interrupted write never leaves files that this check would accept.
     """
     out = Path(out_dir)
-    try:
-        manifest = json.loads((out / DEMO_MANIFEST).read_text())
-    except (OSError, ValueError):
-        manifest = None
-    ours = isinstance(manifest, dict) and manifest.get("generator") == "data.demo"
-    digests = manifest.get("sha256") if ours else None
+    manifest = written_by(out / DEMO_MANIFEST, DEMO_MARK)  # None: not data.demo's
+    digests = manifest.get("sha256") if manifest is not None else None
     try:
         intact = (isinstance(digests, dict) and set(digests) == set(DEMO_FILES)
                   and (manifest.get("rows"), manifest.get("seed")) == (rows, seed)
@@ -233,7 +234,7 @@ def ensure_demo(out_dir, *, rows: int = DEFAULT_ROWS, seed: int = 0) -> Path:
     except OSError:
         intact = False
     if not intact:  # a demo cut short is rewritten; CSVs that data.demo did not write are refused, not replaced
-        write_demo(out, rows=rows, seed=seed, replace=ours)
+        write_demo(out, rows=rows, seed=seed, replace=manifest is not None)
     return out
 
 
@@ -241,7 +242,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description="Write synthetic heartbeat CSVs in the Kaggle format.")
     parser.add_argument("--out", type=entry.path, default=Path("input"),
                         help="folder to write the four CSVs into (default: input)")
-    parser.add_argument("--rows", type=int, default=DEFAULT_ROWS,
+    parser.add_argument("--rows", type=entry.demo_rows, default=DEFAULT_ROWS,
                         help=f"rows of mitbih_train.csv; the other files scale with it (default: {DEFAULT_ROWS})")
     parser.add_argument("--seed", type=entry.seed, default=0, help="random seed, 0 or more (default: 0)")
     entry.add_verbose(parser)

@@ -6,10 +6,12 @@ flag, exit status 2, and no traceback unless -v asks for it (then the traceback 
 """
 
 import argparse
-import errno
 import sys
 import traceback
 from pathlib import Path
+
+from data import files
+from data.constants import DEMO_ROWS
 
 EXPECTED = (ValueError, OSError)  # DataError, CheckpointError, WriteError, ... (a bug raises something else)
 
@@ -30,12 +32,21 @@ def location(text: str) -> str:
 MAX_SEED = 2**31 - 1  # numpy, scikit-learn and Optuna take seeds below 2**32; a study adds its seed runs' count
 
 
-def seed(text: str) -> int:
-    """A seed flag's value: a whole number from 0 to MAX_SEED."""
-    value = int(text) if text.strip().lstrip("+-").isdigit() else None
-    if value is None or not 0 <= value <= MAX_SEED:
-        raise argparse.ArgumentTypeError(f"must be a whole number from 0 to {MAX_SEED}, not {text}")
-    return value
+def whole_number(low: int, high: int | None = None, what: str | None = None):
+    """An argument type: a whole number from ``low`` (to ``high``); its error says the bounds (and ``what``)."""
+    bounds = f"from {low:,} to {high:,}" if high is not None else f"of at least {low:,}"
+
+    def parse(text: str) -> int:
+        value = int(text) if text.strip().lstrip("+-").isdigit() else None
+        if value is None or value < low or (high is not None and value > high):
+            raise argparse.ArgumentTypeError(f"must be a whole number {bounds}{f' ({what})' if what else ''}, "
+                                             f"not {text}")
+        return value
+    return parse
+
+
+seed = whole_number(0, MAX_SEED)  # a seed flag's type, every entry point's
+demo_rows = whole_number(*DEMO_ROWS, "rows of the demo mitbih_train.csv")
 
 
 def add_verbose(parser: argparse.ArgumentParser) -> None:
@@ -46,7 +57,7 @@ def sentence(error: BaseException) -> str:
     """An error as the one sentence a user reads: a bare OSError ("[Errno 2] No such file ...") as its file and
     what the system said; our own errors (WriteError, DataError, ...) as they are."""
     if isinstance(error, OSError) and error.filename is not None and str(error).startswith("[Errno"):
-        blocking = _file_in_the_way(error)
+        blocking = files.file_in_the_way(error)
         if blocking is not None:
             where = "" if blocking == Path(error.filename) else f"{error.filename}: "
             return f"{where}{blocking} is a file, not a folder"
@@ -54,16 +65,6 @@ def sentence(error: BaseException) -> str:
         return f"{error.filename}{target}: {error.strerror}"
     text = str(error).strip()
     return text.splitlines()[0] if text else type(error).__name__
-
-
-def _file_in_the_way(error: OSError) -> Path | None:
-    """Where making a folder failed because a file stands at its path or at a folder above it ("File exists",
-    "Not a directory"): that file."""
-    if error.errno not in (errno.EEXIST, errno.ENOTDIR):
-        return None
-    path = Path(error.filename)
-    candidates = ([path] if error.errno == errno.EEXIST else []) + list(path.parents)
-    return next((p for p in candidates if p.exists() and not p.is_dir()), None)
 
 
 # Actions a flag may take more than once by design, or that take no value.

@@ -55,11 +55,21 @@ def atomic_write(path: Path | str, write: Callable[[Path], None]) -> Path:
         with contextlib.suppress(OSError):  # a folder that refused the write may refuse the removal too
             tmp.unlink(missing_ok=True)
         if isinstance(error, OSError) and not isinstance(error, WriteError):
-            blocking = next((p for p in path.parents if p.exists() and not p.is_dir()), None)
+            blocking = file_in_the_way(error)
             reason = f"{blocking} is a file, not a folder" if blocking else error.strerror or str(error)
             raise WriteError(error.errno, reason, str(path)) from error
         raise
     return path
+
+
+def file_in_the_way(error: OSError) -> Path | None:
+    """Where making a folder failed because a file stands at its path or at a folder above it ("File exists",
+    "Not a directory"): that file."""
+    if error.errno not in (errno.EEXIST, errno.ENOTDIR) or error.filename is None:
+        return None
+    path = Path(error.filename)
+    candidates = ([path] if error.errno == errno.EEXIST else []) + list(path.parents)
+    return next((p for p in candidates if p.exists() and not p.is_dir()), None)
 
 
 def write_bytes(path: Path | str, data: bytes) -> Path:
@@ -96,7 +106,7 @@ def refuse_foreign(folder: Path | str, names, manifest: str, writer: str, mark: 
     elsewhere (the real data set, say), and writing would replace them without a word. A manifest that is not
     that record (``[]``, another program's) does not make the files ``writer``'s."""
     folder = Path(folder)
-    if not folder.is_dir() or _written_by(folder / manifest, mark):
+    if not folder.is_dir() or written_by(folder / manifest, mark) is not None:
         return
     there = [name for name in names if os.path.lexists(folder / name)]  # a link the user made counts too
     if there:
@@ -106,9 +116,11 @@ def refuse_foreign(folder: Path | str, names, manifest: str, writer: str, mark: 
                          f"move {them} away first")
 
 
-def _written_by(manifest: Path, mark: tuple[str, str]) -> bool:
+def written_by(manifest: Path, mark: tuple[str, str]) -> dict | None:
+    """The JSON object in ``manifest`` where its field ``mark[0]`` is ``mark[1]`` (its writer's record); None
+    where it is absent, unreadable, or another writer's."""
     try:
-        doc = json.loads(manifest.read_text())
+        doc = json.loads(Path(manifest).read_text())
     except (OSError, UnicodeDecodeError, ValueError):
-        return False
-    return isinstance(doc, dict) and doc.get(mark[0]) == mark[1]
+        return None
+    return doc if isinstance(doc, dict) and doc.get(mark[0]) == mark[1] else None

@@ -187,11 +187,6 @@ def load_checkpoint(path, *, allow_original: bool = True) -> dict:
         checkpoint = _wrap_original(obj, path)
     else:
         checkpoint = _validate(obj, path)
-    weights = checkpoint["state_dict"]
-    not_finite = sorted(k for k, v in weights.items() if v.is_floating_point() and not v.isfinite().all())
-    if not_finite:  # training from it would diverge at once, and the message would blame the learning rate
-        raise CheckpointError(f"checkpoint {path} holds weights that are not finite numbers (NaN or infinite: "
-                              f"{_short(not_finite)}): it is no model to start from")
     return {**checkpoint, "path": str(path)}
 
 
@@ -237,6 +232,10 @@ def load_weights(model: nn.Module, checkpoint, *, head: bool = True) -> nn.Modul
     if problem:
         raise CheckpointError(f"checkpoint {where} ({checkpoint.get('model')!r}, {checkpoint.get('task')!r}) "
                               f"does not fit the {type(target).__name__} model: {problem}")
+    not_finite = sorted(k for k, v in source.items() if v.is_floating_point() and not v.isfinite().all())
+    if not_finite:  # training from it would diverge at once, and the message would blame the learning rate
+        raise CheckpointError(f"checkpoint {where} holds weights that are not finite numbers (NaN or infinite: "
+                              f"{_short(not_finite)}): it is no model to start from")
     target.load_state_dict(source, strict=head)
     return model
 

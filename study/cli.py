@@ -19,7 +19,7 @@ from study import launch, plan, report
 from study.metrics import selection_key
 from study.config import (BEST_FILE, DEVICES, FINAL_FILE, LAST_FILE, OPTIMIZERS, PRECISIONS, RECIPES, SCHEDULES,
                           TRIAL_FILES, TrialConfig, describe_recipe)
-from study.arguments import (beat_limit, demo_rows, fraction, non_negative_float, non_negative_int, positive_float,
+from study.arguments import (beat_limit, fraction, non_negative_float, non_negative_int, positive_float,
                              positive_int)
 from study.lock import TRIAL_LOCK, FolderBusy, holding
 from study.storage import LocalStorage
@@ -32,7 +32,7 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
                         help="cache folder for parsed and oversampled arrays (default: INPUT/.cache)")
     parser.add_argument("--demo", action="store_true",
                         help="use generated demo data (written once to INPUT/demo/) instead of the real CSVs")
-    parser.add_argument("--demo-rows", type=demo_rows, default=6000,
+    parser.add_argument("--demo-rows", type=entry.demo_rows, default=6000,
                         help="rows of the demo mitbih_train.csv (default: 6000)")
     parser.add_argument("--data-seed", type=entry.seed, default=0,
                         help="seed of the validation split and the oversampler (default: 0)")
@@ -120,7 +120,7 @@ def run_trial_command(args: argparse.Namespace) -> int:
     for flag, folder in (("--input", args.input), ("--cache", args.cache)):
         if folder is not None and folder.exists() and not folder.is_dir():
             raise ValueError(f"{flag} {folder} is a file; give a folder")
-    if args.warmup_epochs is not None and config.schedule == "constant":
+    if args.warmup_epochs and config.schedule == "constant":  # 0 asks for no warm-up, as a constant rate has
         raise ValueError(f"--warmup-epochs {args.warmup_epochs} warms up the cosine schedule, and this trial's rate is "
                          "constant (--schedule constant, or --recipe original): drop it, or add --schedule cosine")
     if args.warmup_epochs is not None and config.schedule == "cosine" and config.warmup_epochs >= config.epochs:

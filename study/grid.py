@@ -79,13 +79,10 @@ def make_grid(tasks=TASKS, models=MODEL_NAMES, oversample=CELL_OVERSAMPLING, ini
             raise ValueError(f"unknown {name} {unknown[0]!r}; valid: {', '.join(valid)}.")
         if not values:
             raise ValueError(f"no {name} selected; valid: {', '.join(valid)}.")
-    cells = []
-    if "arrhythmia" in tasks:
-        cells += [Cell("arrhythmia", m, o) for m in models for o in oversample]
+    cells = {Cell("arrhythmia", m, o) for m in models for o in oversample} if "arrhythmia" in tasks else set()
     if "mi" in tasks:
-        mi = [Cell("mi", m, o, i) for m in models for o in oversample for i in inits]
-        sources = [c.source for c in mi if c.source is not None and c.source not in cells]
-        cells += list(dict.fromkeys(sources)) + mi
+        mi = {Cell("mi", m, o, i) for m in models for o in oversample for i in inits}
+        cells |= mi | {c.source for c in mi if c.source is not None}
     return sorted(cells, key=lambda c: grid_rank(c.task, c.model, c.oversample, c.init))
 
 

@@ -26,8 +26,8 @@ from study.config import RECIPES, TrialConfig
 from study.grid import Cell, grid_rank
 from study.lock import LAUNCH_LOCK, holding
 from study.plan import StudyPlan, check_input, check_same_plan, resolve_plan, task_input
-from study.results import (EXPERIMENT, RUNGS_FILE, STUDY_FILE, CellFailure, CellInfo, ResultError, StudyFolder,
-                           StudyRecord, cell_file)
+from study.results import (EXPERIMENT, RUNGS_FILE, STUDY_FILE, CellFailure, CellInfo, OtherVersionError, ResultError,
+                           StudyFolder, StudyRecord, cell_file)
 from study.storage import LocalStorage, Storage, is_uri
 from study.tune import cluster
 
@@ -181,6 +181,8 @@ def _read_result(folder: StudyFolder, cell: Cell):
     """A cell's stored result (None: none yet); one that cannot be read says how to compute the cell again."""
     try:
         return folder.read_cell(cell)
+    except OtherVersionError:
+        raise  # it says what to do: continue with the version that wrote it, or another --name
     except ResultError as error:
         raise ResultError(f"{str(error).rstrip('.')}; move that file away, and the same command computes the cell "
                           "again.") from None

@@ -12,6 +12,8 @@ Conventions (those of scikit-learn with ``zero_division=0``, written out so they
 import numpy as np
 from scipy.stats import rankdata
 
+from data.constants import TASK_CLASSES
+
 
 def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> np.ndarray:
     """Counts with true classes as rows and predicted classes as columns."""
@@ -132,3 +134,52 @@ def inter_patient_figures(metrics: dict) -> dict:
     return {"sensitivity": {c: per_class[c]["recall"] for c in AAMI_REPORTED},
             "ppv": {c: per_class[c]["precision"] for c in AAMI_REPORTED},
             "macro_f1_nsvf": float(np.mean([per_class[c]["f1"] for c in AAMI_REPORTED]))}
+
+
+# ---------------------------------------------------------------------------------------------------------
+# What a metrics dict read back from a file must hold (study/results.py, study/trial_folder.py read them).
+
+MAX_INT = 2**53  # the largest whole number a JSON reader anywhere keeps exactly
+
+
+class MetricsError(ValueError):
+    """A metrics dict read from a file that is not one classification_metrics writes: names the field."""
+
+
+def finite(value) -> bool:
+    """A JSON number that means one (Python's JSON reads Infinity, NaN and 1e309 too)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and abs(value) <= 1e300
+
+
+def check_metrics(metrics, task: str, where: str) -> None:
+    """A split's metrics as classification_metrics computes them: the macro figures, precision, recall and F1 of
+    every class of ``task``, the confusion matrix; for MI also those of the MI class; AUROC or None."""
+    if not isinstance(metrics, dict):
+        raise MetricsError(f"field {where} is {type(metrics).__name__}, expected an object of metrics")
+    classes = TASK_CLASSES[task]
+
+    def fraction(values: dict, key: str, at: str) -> None:
+        if key not in values:
+            raise MetricsError(f"field {at}.{key} is missing")
+        if not finite(values[key]) or not 0 <= values[key] <= 1:
+            raise MetricsError(f"field {at}.{key} is {values[key]!r}, expected a fraction between 0 and 1")
+
+    for key in ("accuracy", "macro_precision", "macro_recall", "macro_f1", *(("precision", "recall", "f1")
+                                                                           if task == "mi" else ())):
+        fraction(metrics, key, where)
+    if metrics.get("auroc") is not None:  # None where a split holds one class, and for arrhythmia
+        fraction(metrics, "auroc", where)
+    per_class = metrics.get("per_class")
+    if not isinstance(per_class, dict):
+        raise MetricsError(f"field {where}.per_class is {per_class!r}, expected an object of the classes")
+    for name in classes:
+        if not isinstance(per_class.get(name), dict):
+            raise MetricsError(f"field {where}.per_class.{name} is missing")
+        for stat in ("precision", "recall", "f1"):
+            fraction(per_class[name], stat, f"{where}.per_class.{name}")
+    matrix = metrics.get("confusion_matrix")
+    if (not isinstance(matrix, list) or len(matrix) != len(classes) or any(
+            not isinstance(row, list) or len(row) != len(classes)
+            or not all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= MAX_INT for v in row)
+            for row in matrix)):
+        raise MetricsError(f"field {where}.confusion_matrix is not {len(classes)} x {len(classes)} counts")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from data import entry, files
 from data.constants import MODEL_NAMES, TASKS, TRANSFER_MODES
-from study.arguments import beat_limit, demo_rows, non_negative_float, positive_float, positive_int, seed_count
+from study.arguments import beat_limit, non_negative_float, positive_float, positive_int, seed_count
 from study.config import RECIPES, describe_recipe
 from study.grid import BATCH_SIZES, CELL_OVERSAMPLING, LR_RANGE, INITS, PROFILES, SMOTE_METHODS, Cell, make_grid
 
@@ -231,7 +231,7 @@ def add_launch_arguments(parser: argparse.ArgumentParser) -> None:
                       help="use demo data even if the real CSVs are present")
     demo.add_argument("--no-demo", dest="demo", action="store_false",
                       help="fail instead of falling back to demo data when the CSVs are absent")
-    parser.add_argument("--demo-rows", type=demo_rows, default=None, help="rows of the demo mitbih_train.csv")
+    parser.add_argument("--demo-rows", type=entry.demo_rows, default=None, help="rows of the demo mitbih_train.csv")
     parser.add_argument("--limit", type=beat_limit, default=None, help="beats kept of each CSV (stratified)")
     parser.add_argument("--tasks", type=names(TASKS), default=list(TASKS))
     parser.add_argument("--models", type=names(MODEL_NAMES), default=list(MODEL_NAMES))

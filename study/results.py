@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from data.constants import TASK_CLASSES
 from study.grid import Cell, split_cell_id
-from study.metrics import selection_key
+from study.metrics import MAX_INT, MetricsError, check_metrics, finite, selection_key
 from study.storage import Storage
 
 FORMAT_VERSION = 2  # of every file below; version 1 (one Tuner a cell, manifest.json) is read no more
@@ -79,7 +79,7 @@ def _check(value, kind, where: str):
             raise ResultError(f"field {where} is {type(value).__name__}, expected a list")
         return tuple(_check(v, args[0], f"{where}[{i}]") for i, v in enumerate(value))
     if kind is float:
-        ok = _finite(value)
+        ok = finite(value)
         value = float(value) if ok else value
     elif kind is dict:
         ok = isinstance(value, dict)
@@ -91,12 +91,7 @@ def _check(value, kind, where: str):
     return value
 
 
-MAX_INT = 2**53  # the largest whole number a JSON reader anywhere keeps exactly
 
-
-def _finite(value) -> bool:
-    """A JSON number that means one (Python's JSON reads Infinity, NaN and 1e309 too)."""
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and abs(value) <= 1e300
 
 
 def _from_dict(cls, doc: dict, where: str = ""):
@@ -147,7 +142,7 @@ class _Record:
 
 
 def _fraction(value, where: str) -> None:
-    if not _finite(value) or not 0 <= value <= 1:
+    if not finite(value) or not 0 <= value <= 1:
         raise ResultError(f"field {where} is {value!r}, expected a fraction between 0 and 1")
 
 
@@ -155,42 +150,9 @@ def _number(values: dict, key: str, where: str, kind) -> None:
     value = values.get(key)
     if key not in values:
         raise ResultError(f"field {where}.{key} is missing")
-    if not _finite(value) or value <= 0 or (kind is int and (value != int(value) or value > MAX_INT)):
+    if not finite(value) or value <= 0 or (kind is int and (value != int(value) or value > MAX_INT)):
         raise ResultError(f"field {where}.{key} is {value!r}, expected a positive "
                           + ("whole number" if kind is int else "number"))
-
-
-def check_metrics(metrics: dict, task: str, where: str) -> None:
-    """A split's metrics as study/metrics.py computes them: the macro figures, precision, recall and F1 of every
-    class of ``task``, the confusion matrix; for MI also those of the MI class, and AUROC (or None)."""
-    if not isinstance(metrics, dict):
-        raise ResultError(f"field {where} is {type(metrics).__name__}, expected an object of metrics")
-    classes = TASK_CLASSES[task]  # the task is checked before (CellResult.check)
-
-    def fraction(values: dict, key: str, at: str) -> None:
-        if key not in values:
-            raise ResultError(f"field {at}.{key} is missing")
-        _fraction(values[key], f"{at}.{key}")
-
-    for key in ("accuracy", "macro_precision", "macro_recall", "macro_f1", *(("precision", "recall", "f1")
-                                                                           if task == "mi" else ())):
-        fraction(metrics, key, where)
-    if metrics.get("auroc") is not None:  # None where a split holds one class, and for arrhythmia
-        fraction(metrics, "auroc", where)
-    per_class = metrics.get("per_class")
-    if not isinstance(per_class, dict):
-        raise ResultError(f"field {where}.per_class is {per_class!r}, expected an object of the classes")
-    for name in classes:
-        if not isinstance(per_class.get(name), dict):
-            raise ResultError(f"field {where}.per_class.{name} is missing")
-        for stat in ("precision", "recall", "f1"):
-            fraction(per_class[name], stat, f"{where}.per_class.{name}")
-    matrix = metrics.get("confusion_matrix")
-    if (not isinstance(matrix, list) or len(matrix) != len(classes) or any(
-            not isinstance(row, list) or len(row) != len(classes)
-            or not all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= MAX_INT for v in row)
-            for row in matrix)):
-        raise ResultError(f"field {where}.confusion_matrix is not {len(classes)} x {len(classes)} counts")
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -265,7 +227,8 @@ class CellResult(_Record):
     cell_id: str
     cell: CellInfo
     selection_metric: str
-    best_config: dict  # {"lr", "batch_size"}: the search trial with the best validation metric
+    best_config: dict  # {"lr", "batch_size"}: of the search trial with the best validation metric, of those that did
+    # not fail
     trials: tuple[SearchTrial, ...]  # in the order Optuna proposed them
     best_trial_curve: tuple[CurvePoint, ...]
     seeds: tuple[SeedRun, ...]  # by seed
@@ -295,7 +258,10 @@ class CellResult(_Record):
             if key not in seed.val:
                 raise ResultError(f"field seeds[{i}].val.{key} is missing")
             _fraction(seed.val[key], f"seeds[{i}].val.{key}")
-            check_metrics(seed.test, self.cell.task, f"seeds[{i}].test")
+            try:
+                check_metrics(seed.test, self.cell.task, f"seeds[{i}].test")
+            except MetricsError as error:
+                raise ResultError(str(error)) from None
 
     @property
     def trials_stopped_early(self) -> int:

@@ -23,7 +23,7 @@ import torch
 from data import TaskData
 from data.files import write_json, write_text
 from study.config import BEST_FILE, CONFIG_FILE, TrialConfig
-from study.results import ResultError, check_metrics
+from study.metrics import MetricsError, check_metrics
 
 STATE_FORMAT, STATE_VERSION = "ecg-study-trial-state", 1
 # Config fields that may differ when a trial is continued: they change how fast it runs, not what it computes.
@@ -60,10 +60,14 @@ def load_state(path: Path, config: TrialConfig, data: TaskData) -> dict:
         raise ValueError(f"{path.parent} holds a trial with another config ({'; '.join(differences)}); "
                          "use another output folder to start a new trial.")
     best = state["best"]
-    if (state["epoch"] < 1 or not {"epoch", "value", "val"} <= set(best) or not isinstance(best["epoch"], int)
-            or not 1 <= best["epoch"] <= state["epoch"]):
+    if (state["epoch"] < 1 or not isinstance(best.get("epoch"), int) or not 1 <= best["epoch"] <= state["epoch"]
+            or len(state["history"]) != state["epoch"]):
         raise ValueError(f"{path} is damaged: its epoch {state['epoch']!r} or best epoch {best.get('epoch')!r} is not "
                          "one it could have trained; move it away to start the trial afresh.")
+    if not isinstance(best.get("value"), float) or not isinstance(best.get("val"), dict) or not all(
+            isinstance(row, dict) for row in state["history"]):
+        raise ValueError(f"{path} is damaged: its best epoch's figures or its epochs' rows are not a trial's; move it "
+                         "away to start the trial afresh.")
     if state["epoch"] > config.epochs:
         raise ValueError(f"{path.parent} holds a trial already trained for {state['epoch']} epochs, more than the "
                          f"{config.epochs} asked for; ask for at least {state['epoch']} or use another folder.")
@@ -102,7 +106,7 @@ def read_final(path: Path, task: str) -> tuple[dict | None, str | None]:
         check_metrics(final["val"], task, "val")
         if final["test"] is not None:
             check_metrics(final["test"], task, "test")
-    except ResultError as error:
+    except MetricsError as error:
         return None, f"is damaged: its {error}"
     return final, None
 

@@ -12,8 +12,8 @@ there.
 
 import contextlib
 import hashlib
-import os
 import io
+import os
 import json
 import re
 import signal
@@ -30,6 +30,7 @@ import pytest
 import torch
 
 from data import DataError, load_beats, prepare_task
+from data.cache import CACHE_DIRNAME
 from data.demo import format_rows, make_beats
 
 from models import build_model
@@ -313,8 +314,11 @@ def check_case(ws: Workspace, case: Case) -> None:
         return
     assert isinstance(outcome, str), f"expected an error, got {type(outcome).__name__}"
     assert "\n" not in outcome and re.search(case.expected, outcome), outcome
-    # The load cache (data/cache.py) may gain the entries of CSVs that parsed; nothing else may appear or change.
-    cached = {k for k in set(after) - set(before) if k.endswith("/cache") or "/cache/" in k}
+    # A cache of the case's own (data/cache.py) may gain the entries of CSVs that parsed; nothing else may appear or
+    # change.
+    own = folder.relative_to(ws.root).as_posix()
+    cached = {k for k in set(after) - set(before)
+              if k.startswith(f"{own}/") and {"cache", CACHE_DIRNAME} & set(k.split("/"))}
     after = {k: v for k, v in after.items() if k not in cached}
     assert after == before, f"files changed: {sorted(set(after.items()) ^ set(before.items()))}"
     assert not ws.marker.exists(), "a checkpoint's code ran"

@@ -161,7 +161,8 @@ def test_ensure_demo_keeps_an_intact_set_and_rewrites_a_damaged_one(tmp_path):
 
 
 def test_ensure_demo_refuses_csvs_that_data_demo_did_not_write(tmp_path):
-    """A trial's --demo writes into INPUT/demo: where the user's own CSVs lie there, it says so instead of replacing them."""
+    """A trial's --demo writes into INPUT/demo: where the user's own CSVs lie there, it says so instead of replacing
+    them."""
     from data import ensure_demo
 
     (tmp_path / MITBIH_TRAIN).write_text("the user's own beats\n")

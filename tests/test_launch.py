@@ -219,6 +219,15 @@ def test_the_status_line_counts_trials_starting_apart_from_those_holding_a_slot(
         "2.0 min elapsed, about 6.0 min left")
 
 
+def test_the_grid_comes_in_its_order_whatever_order_the_flags_give():
+    cells = make_grid(tasks=("mi", "arrhythmia"), models=("seq", "cnet"), oversample=("smote", "none"),
+                      inits=("transfer", "scratch"))
+    assert [c.cell_id for c in cells] == [c.cell_id for c in make_grid() if c.model in ("seq", "cnet")]
+    assert [c.cell_id for c in make_grid(tasks=("mi",), models=("bigru",), inits=("transfer",))] == [
+        "arrhythmia-bigru-none-scratch", "arrhythmia-bigru-smote-scratch", "mi-bigru-none-transfer",
+        "mi-bigru-smote-transfer"]  # a transfer cell brings its source
+
+
 def test_the_status_line_says_what_a_study_with_free_slots_waits_for(monkeypatch):
     """A busy cluster: slots free in the study, but no node has a trial's resources free right now."""
     import ray
@@ -236,7 +245,8 @@ def test_the_status_line_says_what_a_study_with_free_slots_waits_for(monkeypatch
     assert _StatusLine(None, slots=4, cpus=1.0, gpus=0.5).line(status, elapsed=60).endswith("1.0 min elapsed")
 
 
-@pytest.mark.parametrize("groups, waits", [([], False), ([(8, 1, 0)], False), ([(8, 1, 4)], True), ([(8, 0, 4)], False)])
+@pytest.mark.parametrize("groups, waits", [([], False), ([(8, 1, 0)], False), ([(8, 1, 4)], True),
+                                           ([(8, 0, 4)], False)])
 def test_resources_no_node_has_are_refused_unless_the_autoscaler_may_add_a_node_with_them(monkeypatch, groups, waits):
     """groups: the autoscaler's node groups as (CPUs, GPUs, most nodes); one that may add a node with a GPU waits."""
     import ray

@@ -206,15 +206,25 @@ def test_failed_and_metricless_trials_are_told_as_such():
 
 
 def test_a_trial_that_failed_after_its_best_validation_is_never_chosen():
-    """A trial whose loss diverged at a later epoch reported validation figures before it: they do not count."""
-    run = Run([spec(ARRHYTHMIA, samples=2, seeds=(0,))], max_concurrent=2)
-    diverged, fine = run.propose(), run.propose()
+    """A trial whose loss diverged at a later epoch reported validation figures before it: they do not count, in
+    the launch it failed in, nor in one that restores it (Tune's record keeps its last result)."""
+    run = Run([spec(ARRHYTHMIA, samples=3, seeds=(0,))], max_concurrent=3)
+    diverged, fine, running = run.propose(), run.propose(), run.propose()
     run.end(diverged, value=0.99, error=True)
     run.end(fine, value=0.5)
-    assert run.searcher.cells[ARRHYTHMIA].chosen == {k: fine.config["trial"][k] for k in ("lr", "batch_size")}
     study = run.searcher.cells[ARRHYTHMIA].optuna.study
-    assert [(t.state.name, t.value) for t in study.trials] == [("FAIL", None), ("COMPLETE", 0.5)]
-    assert run.propose().config["trial"]["lr"] == fine.config["trial"]["lr"]  # the seed run trains the other
+    assert [(t.state.name, t.value) for t in study.trials if t.state.name != "RUNNING"] == [
+        ("FAIL", None), ("COMPLETE", 0.5)]
+    running.status, running.last_result = Trial.PENDING, {}
+    restored = Run([spec(ARRHYTHMIA, samples=3, seeds=(0,))], max_concurrent=3, trials=[diverged, fine, running])
+    assert restored.propose() is None  # the replay: every sample is proposed, one still runs
+    study = restored.searcher.cells[ARRHYTHMIA].optuna.study
+    assert [(t.state.name, t.value) for t in study.trials if t.state.name != "RUNNING"] == [
+        ("FAIL", None), ("COMPLETE", 0.5)]
+    restored.end(running, value=0.4)
+    chosen = {k: fine.config["trial"][k] for k in ("lr", "batch_size")}
+    assert restored.searcher.cells[ARRHYTHMIA].chosen == chosen
+    assert restored.propose().config["trial"]["lr"] == chosen["lr"]  # the seed run trains the trial that did not fail
 
 
 def test_the_search_counts_its_proposals_from_the_restored_trials_and_saves_nothing(tmp_path):
