@@ -2,6 +2,7 @@
 
 import platform
 import re
+import shlex
 import subprocess
 import sys
 from datetime import datetime, timezone
@@ -49,7 +50,7 @@ def run_as() -> list[str]:
 
 def write_section(name: str, body: str) -> None:
     """Replace (or append) the section `name` of RESULTS.md with `body`, stamped with command and machine."""
-    command = " ".join(["python", *run_as(), *sys.argv[1:]])
+    command = shlex.join(["python", *run_as(), *sys.argv[1:]])  # quoted: it runs as written
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     section = (f"<!-- section:{name} -->\n## {name}\n\n"
                f"Command: `{command}`  \nMachine: {machine()}  \nMeasured: {stamp}\n\n"

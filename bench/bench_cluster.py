@@ -1,7 +1,8 @@
 """The study's one experiment on a big logical cluster: makespan and slot utilization against a lower bound.
 
     python -m bench.bench_cluster                    # 16 and 64 logical CPUs, both cost models: bench/RESULTS.md
-    python -m bench.bench_cluster --slots 16 --models one-rate --scale 2 --section cluster-baseline   # the speed-up
+    python -m bench.bench_cluster --slots 16 --models one-rate --section cluster-baseline --keep DIR   # the speed-up
+    python -m bench.bench_cluster ... --tabulate DIR      # the table again from the studies a --keep DIR run kept
 
 The paper profile's shape (24 cells, 16 samples a cell, successive halving by 2, 3 seeds), its budgets divided by
 ten (arrhythmia 8 epochs, MI 60, grace 1: the same rungs as 80 / 600 with grace 10), through the real driver
@@ -101,7 +102,7 @@ def run(slots: int, cost: str, scale: float, max_cells: int | None, work: Path) 
 
 def measure(study: Path, slots: int, seconds, wall: float) -> dict:
     cells = {Path(p).stem: json.loads(Path(p).read_text()) for p in glob.glob(str(study / "cells" / "*.json"))}
-    starts, ends, work_done, chains = [], [], 0.0, {}
+    starts, ends, work_done, chains, serial = [], [], 0.0, {}, 0.0
     for cell_id, cell in cells.items():
         task, model, over, init = cell_id.split("-")
         config = {"trial": {"task": task, "model": model, "oversample": "smote-tomek" if over == "smote" else "none"}}
@@ -110,8 +111,10 @@ def measure(study: Path, slots: int, seconds, wall: float) -> dict:
             starts.append(run["ran"]["started_at"])
             ends.append(run["ran"]["finished_at"])
         trained = [s for s in cell["seeds"] if not s.get("trained_by")]  # the others' epochs are a search trial's
-        work_done += epoch * (sum(t["epochs"] for t in cell["trials"]) + sum(s["epochs_run"] for s in trained))
+        work = epoch * (sum(t["epochs"] for t in cell["trials"]) + sum(s["epochs_run"] for s in trained))
         chains[cell_id] = epoch * (max(t["epochs"] for t in cell["trials"]) + (EPOCHS[task] if trained else 0))
+        work_done += work
+        serial += max(chains[cell_id], work / slots)  # this cell alone on every slot: no faster
     chain = max(chains[c] + (chains.get(f"mi-{c.split('-', 1)[1].rsplit('-', 1)[0]}-transfer", 0)
                              if c.startswith("arrhythmia") else 0) for c in chains)
     busy, wait = trainable_seconds(study), 0.0
@@ -121,11 +124,12 @@ def measure(study: Path, slots: int, seconds, wall: float) -> dict:
             wait += float(frame["report_wait_s"].fillna(0).sum())
     makespan = max(ends) - min(starts)
     bound = max(chain, work_done / slots)
-    return {"makespan": makespan, "wall": wall, "bound": bound, "chain": chain, "work": work_done,
+    return {"makespan": makespan, "wall": wall, "bound": bound, "serial_bound": serial, "chain": chain,
+            "work": work_done,
             "utilization": busy / (slots * makespan), "driver_share": wait / busy if busy else 0.0}
 
 
-def write_table(rows: list, section: str) -> None:
+def write_table(rows: list, section: str, note: str = "") -> None:
     """The section of bench/RESULTS.md, with the settings measured so far (written after each one, so a run cut
     short keeps what it measured)."""
     lines = [
@@ -135,20 +139,37 @@ def write_table(rows: list, section: str) -> None:
         "slots / 2 x 2 s by default, see the script's docstring). Bound: max(longest chain of "
         "dependent work, work done / slots) (see the script's docstring). Utilization: seconds inside trainables "
         "over slots x makespan. Driver: the share of those seconds a trial waited for Tune's driver to take its "
-        "report.", "",
+        "report. For --max-cells 1 the bound is that of running one cell at a time: the sum over cells of each "
+        "cell's own bound, max(its chain, its work / slots).", "",
         "| cost model | slots | longest epoch | cells at once | makespan | bound | makespan / bound | utilization | "
         "driver | speed-up over one cell at a time |", "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|"]
+    at_best = []
     for cost, slots, scale, default, one in rows:
-        for label, m in (("all (default)", default), ("1 (--max-cells 1)", one)):
+        for label, m, bound in (("all (default)", default, "bound"), ("1 (--max-cells 1)", one, "serial_bound")):
             if m is None:
                 continue
-            lines.append(f"| {cost} | {slots} | {LONGEST * scale:.0f} s | {label} | {m['makespan']:.0f} s | {m['bound']:.0f} s | "
-                         f"{m['makespan'] / m['bound']:.2f} | {m['utilization']:.2f} | {m['driver_share']:.3f} | "
+            lines.append(f"| {cost} | {slots} | {LONGEST * scale:.0f} s | {label} | {m['makespan']:.0f} s | "
+                         f"{m[bound]:.0f} s | {m['makespan'] / m[bound]:.2f} | {m['utilization']:.2f} | "
+                         f"{m['driver_share']:.3f} | "
                          + (f"{one['makespan'] / default['makespan']:.1f}x |" if m is default and one else "|"))
+        if one is not None:
+            at_best.append(f"{cost}, {slots} slots: {one['serial_bound'] / default['makespan']:.1f}x")
+    if at_best:
+        lines += ["", "The default against the best that any schedule of one cell at a time could do (its bound, not "
+                  "its measured makespan): " + "; ".join(at_best) + "."]
     lines += ["", "Targets: the default within 1.25x of the bound in every setting; at least 4x faster than "
-              "--max-cells 1 at 16 slots, one rate."]
+              "--max-cells 1 at 16 slots, one rate."] + (["", note] if note else [])
     write_section(section, "\n".join(lines))
     print("\n".join(lines), flush=True)
+
+
+def ran_when(folder: Path) -> str:
+    """Where and when the studies a --tabulate reads ran (from their cell files)."""
+    times = [run["ran"][key] for path in glob.glob(str(folder / "results" / "*" / "cells" / "*.json"))
+             for cell in [json.loads(Path(path).read_text())] for run in cell["trials"] + cell["seeds"]
+             for key in ("started_at", "finished_at")]
+    when = [time.strftime("%Y-%m-%d %H:%M", time.gmtime(t)) for t in (min(times), max(times))]
+    return f"Tabulated from the studies kept in {folder} (--keep), which ran from {when[0]} to {when[1]} UTC."
 
 
 def main() -> None:
@@ -161,26 +182,36 @@ def main() -> None:
                         help="the section of bench/RESULTS.md to write (another keeps the main run's figures)")
     parser.add_argument("--keep", type=Path, default=None, metavar="DIR",
                         help="keep the studies in DIR (default: a temporary folder, removed at the end)")
+    parser.add_argument("--note", default="", help="a sentence for the section: what else ran on the machine, say")
+    parser.add_argument("--tabulate", type=Path, default=None, metavar="DIR",
+                        help="measure the studies an earlier run with these settings kept in DIR (--keep DIR) instead "
+                             "of running them again")
     parser.add_argument("--baseline-at", nargs="*", default=["one-rate:16"], metavar="COST:SLOTS",
                         help="the settings that also run --max-cells 1 (default: one-rate:16, where the speed-up "
                              "target is; it takes about five times the default's time)")
     args = parser.parse_args()
+    if args.tabulate is not None and not (args.tabulate / "results").is_dir():
+        parser.error(f"--tabulate {args.tabulate} holds no kept studies (a results/ folder, from --keep)")
     if args.keep is not None and args.keep.exists() and any(args.keep.iterdir()):
         parser.error(f"--keep {args.keep} is not empty: a study there would be continued, not measured")
     os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     rows = []
     with contextlib.ExitStack() as stack:
-        folder = args.keep or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-cluster-")))
+        folder = args.tabulate or args.keep or Path(stack.enter_context(tempfile.TemporaryDirectory(
+            prefix="bench-cluster-")))
         for cost in args.models:
             for slots in args.slots:
                 scale = args.scale or slots / 2
                 baseline = f"{cost}:{slots}" in args.baseline_at
-                measured = {cells: run(slots, cost, scale, cells, folder)
+                measured = {cells: (run(slots, cost, scale, cells, folder) if args.tabulate is None else
+                                    measure(folder / "results" / f"{cost}-{slots}-{cells or 'all'}", slots,
+                                            epoch_seconds(cost, scale), float("nan")))
                             for cells in ((None, 1) if baseline else (None,))}
                 default, one = measured[None], measured.get(1)
                 rows.append((cost, slots, scale, default, one))
                 print(cost, slots, scale, json.dumps({"default": default, "max_cells_1": one}), flush=True)
-                write_table(rows, args.section)
+                note = " ".join(filter(None, [ran_when(folder) if args.tabulate else "", args.note]))
+                write_table(rows, args.section, note)
 
 
 if __name__ == "__main__":
