@@ -54,6 +54,7 @@ def stop_cluster(temp_dir: str, grace_s: float = 10.0) -> None:
     and the suite's other instances among them."""
     pids = _cluster_processes(temp_dir)
     for sig in (signal.SIGTERM, signal.SIGKILL):
+        pids = {pid for pid in pids if _running(pid)}  # one gone may have its number reused
         for pid in pids:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, sig)
