@@ -126,8 +126,9 @@ def test_rayjob_runs_the_paper_study_on_gpu_workers_with_results_on_a_shared_vol
 def test_rayjob_runtime_env_ships_the_code_and_the_pinned_requirements(rayjob):
     env = yaml.safe_load(rayjob[0]["spec"]["runtimeEnvYAML"])
     assert env["working_dir"].endswith(".zip")
-    # Ray comes with the image; the test tools (pytest, moto's S3 stand-in) are not needed to run a study.
-    pins = {name: version for name, version in requirements().items() if name not in ("ray", "pytest", "moto")}
+    # Ray comes with the image; the test tools (pytest, its workers, moto's S3 stand-in) are not needed to run a study.
+    tools = ("ray", "pytest", "pytest-xdist", "moto")
+    pins = {name: version for name, version in requirements().items() if name not in tools}
     packages = env["pip"]["packages"]
     assert {p.split("==")[0]: p.split("==")[1] for p in packages if "==" in p} == pins
     assert not any(p.startswith("ray") for p in packages), "Ray comes with the image; a second copy breaks it"
