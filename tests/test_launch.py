@@ -2,6 +2,7 @@
 test_faults.py; scheduling across cells: test_study_schedule.py)."""
 
 import json
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -13,6 +14,7 @@ from models import load_checkpoint
 from study.cli import main
 from study.grid import make_grid
 from study.launch import run_launch
+from study.tune.standin import standin
 from study.results import CellResult
 from tests.rays import own_ray
 from tests.standins import crashing_once, launch_args, sleeping
@@ -72,13 +74,26 @@ def test_smoke_study_over_every_cell_writes_a_json_per_cell(ray_2cpu, tmp_path, 
 @pytest.mark.slow
 def test_four_half_gpu_trials_share_two_gpus_at_once(tmp_path):
     # No real GPU is needed: Ray schedules by the GPUs it is told about; the trials then run on the CPU.
+    started = tmp_path / "started"
+    started.mkdir()
+
+    def hold(config: dict, epoch: int) -> bool:
+        """A search trial's first epoch waits until all four have begun (60 s at most): where Ray runs four at once
+        they then overlap, however slowly a loaded machine starts their workers; where it runs fewer, they do not."""
+        if config["phase"] != "search" or epoch != 1:
+            return False
+        mark = started / str(config["trial"]["lr"])
+        if not mark.exists():
+            mark.write_text(str(time.time()))
+        return len(list(started.iterdir())) < 4 and time.time() - float(mark.read_text()) < 60
+
     with own_ray(num_cpus=4, num_gpus=2):  # a stand-in trainable: what is tested is where Tune puts the trials
         code = run_launch(launch_args("--profile", "smoke", "--input", tmp_path / "input", "--results",
                                       tmp_path / "results", "--tasks", "arrhythmia", "--models", "cnet", "--oversample",
                                       "none", "--samples", "4", "--max-epochs", "3", "--grace-period", "1", "--limit",
                                       "1500", "--seeds", "1",
                                       "--gpus-per-trial", "0.5", "--name", "gpus"),
-                          trainable=sleeping({"cnet": 0.5}))
+                          trainable=standin(lambda config: 0.5, hold=hold))
     assert code == 0
     trials = cells_written(tmp_path / "results" / "gpus")["arrhythmia-cnet-none-scratch"]["trials"]
     assert len(trials) == 4
