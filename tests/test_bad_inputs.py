@@ -15,6 +15,14 @@ from data.files import write_json
 from tests.corpus import (VALID, Case, _error, cell, check_case, cli, csv, free_port, launch_subprocess,
                           launch_without_ray, load, ptb_normal_with_one_mi_beat, study_record, trial, zip_of)
 
+def nan_checkpoint(w, folder):
+    """The workspace's cnet arrhythmia checkpoint with every weight NaN, saved in ``folder``."""
+    checkpoint = torch.load(w.ckpt / "cnet-arrhythmia.pt", weights_only=True)
+    checkpoint["state_dict"] = {k: torch.full_like(v, float("nan")) for k, v in checkpoint["state_dict"].items()}
+    torch.save(checkpoint, folder / "nan.pt")
+    return folder / "nan.pt"
+
+
 CASES = [
     # --- CSVs (data.load_beats): the file named, the row and the column counted as an editor shows them
     Case("truncated last row", csv(raw=lambda d: d[:-700]),
@@ -92,11 +100,7 @@ CASES = [
          r"^error: cannot transfer checkpoint \S+cnet-mi\.pt: it holds a model for task 'mi', and transfer starts "
          r"from one for 'arrhythmia'$"),
     Case("checkpoint whose weights are NaN",
-         lambda w, folder: (torch.save({**torch.load(w.ckpt / "cnet-arrhythmia.pt", weights_only=True),
-                                        "state_dict": {k: torch.full_like(v, float("nan")) for k, v in torch.load(
-                                            w.ckpt / "cnet-arrhythmia.pt", weights_only=True)["state_dict"].items()}},
-                                       folder / "nan.pt"),
-                            trial(w, "--task", "mi", "--init", folder / "nan.pt", "--out", folder / "t"))[1],
+         lambda w, folder: trial(w, "--task", "mi", "--init", nan_checkpoint(w, folder), "--out", folder / "t"),
          r"^error: checkpoint \S+nan\.pt holds weights that are not finite numbers \(NaN or infinite: c1\.bias, "
          r"c1\.weight, cresids\.0\.c1\.bias and \d+ more\): it is no model to start from$"),
     Case("truncated checkpoint", lambda w, folder: trial(w, "--task", "mi", "--init", w.ckpt / "truncated.pt"),
@@ -105,8 +109,7 @@ CASES = [
          r"^error: refused to load \S+code\.pt: it is a pickle that calls or builds the Python object `exec` "
          r"\(code, not only tensors and plain values\), and weights-only loading neither imports nor runs it$"),
     Case("truncated trial state (last.pt)",
-         lambda w, folder: cli("trial", "--input", w.input, "--cache", w.cache, "--limit", 200, "--epochs", 1,
-                               "--batch-size", 32, "--out", w.results / "broken-trial"),
+         lambda w, folder: trial(w, "--batch-size", 32, "--out", w.results / "broken-trial"),
          r"^error: \S+last\.pt cannot be read as a trial state \(.+\); move it away to start the trial afresh\.$"),
     Case("a trial's --out holding another trial's result without its last.pt",
          lambda w, folder: trial(w, "--lr", "0.05"),
@@ -118,8 +121,7 @@ CASES = [
          r"^error: --init \S+/best\.pt lies in --out \S+, where the trial writes its own best\.pt: give the "
          r"checkpoint from another folder, or another --out$"),
     Case("trial state of the right format without its fields (last.pt)",
-         lambda w, folder: cli("trial", "--input", w.input, "--cache", w.cache, "--limit", 200, "--epochs", 1,
-                               "--batch-size", 32, "--out", w.results / "shapeless-trial"),
+         lambda w, folder: trial(w, "--batch-size", 32, "--out", w.results / "shapeless-trial"),
          r"^error: \S+last\.pt is damaged: its field config is missing; move it away to start the trial afresh\.$"),
     # --- paths and addresses
     Case("CSV that is a symbolic link in a loop",
@@ -173,8 +175,7 @@ CASES = [
          r"^error: \S+/seedless/study\.json: field seed is 'zero', expected a whole number\.$"),
     Case("--address with nothing listening",
          lambda w, folder: launch_subprocess(w, "--address", f"127.0.0.2:{free_port('127.0.0.2')}", "--name", "addr",
-                                             "--tasks", "arrhythmia", "--models", "cnet", "--oversample", "none",
-                                             timeout=20),
+                                             "--tasks", "arrhythmia", "--models", "cnet", "--oversample", "none"),
          r"^error: nothing answers at Ray address 127\.0\.0\.2:\d+ \(Connection refused\): start the head there "
          r"with `ray start --head`, or check --address or RAY_ADDRESS$"),
 ]
