@@ -4,6 +4,7 @@ trainable that sleeps (tests/standins.py), so what is measured is the driver's s
 import contextlib
 import io
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -12,17 +13,37 @@ from study.launch import run_launch
 from study.results import StudyFolder, StudyRecord
 from study.storage import Storage
 from tests.rays import own_ray
-from tests.standins import launch_args, sleeping
+from study.tune.standin import standin
+from tests.standins import launch_args
 
 pytestmark = pytest.mark.slow  # one study of 40 s that every test here reads
 
 # Four arrhythmia cells and their transfer cells; seq's trials all fail. The RNNs' epochs take longer, so the cnet
-# source finishes while their arrhythmia cells still run.
+# source finishes while their arrhythmia cells still run; and bilstm's seed runs end only once cnet's transfer cell
+# has begun (60 s at most), so that a loaded machine's slow starts cannot end them first.
 FLAGS = ["--profile", "smoke", "--tasks", "arrhythmia,mi", "--models", "cnet,seq,bilstm,bigru", "--oversample", "none",
          "--inits", "transfer", "--samples", "2", "--max-epochs", "4", "--grace-period", "1", "--limit", "200",
          "--seeds", "2", "--name", "schedule"]
-SECONDS = {"cnet": 0.3, "seq": 0.3, "bilstm": 1.5, "bigru": 1.5}  # RNN cells outlast cnet by seconds, under load too
+SECONDS = {"cnet": 0.3, "seq": 0.3, "bilstm": 1.5, "bigru": 1.5}
 FAILING = ("arrhythmia-seq-none-scratch",)
+
+
+def holding_bilstm_until_the_transfer_begins(marks: Path):
+    """A stand-in's hold: the first epoch of a trial of mi-cnet-none-transfer leaves a mark; the last epoch of a
+    seed run of arrhythmia-bilstm-none-scratch waits for it. A driver that started transfer cells only after every
+    arrhythmia cell ended would keep bilstm waiting the whole 60 s and still fail the test."""
+
+    def hold(config: dict, epoch: int) -> bool:
+        if config["cell"] == "mi-cnet-none-transfer" and epoch == 1:
+            (marks / "transfer-began").touch()
+        if config["cell"] != "arrhythmia-bilstm-none-scratch" or config["phase"] != "final" \
+                or epoch != config["trial"]["epochs"]:
+            return False
+        waiting = marks / f"bilstm-{config['trial']['seed']}-waits"
+        if not waiting.exists():
+            waiting.write_text(str(time.time()))
+        return not (marks / "transfer-began").exists() and time.time() - float(waiting.read_text()) < 60
+    return hold
 
 
 @pytest.fixture(scope="module")
@@ -30,9 +51,12 @@ def schedule(tmp_path_factory):
     """The study run once: (its folder, exit code, what it printed)."""
     root = tmp_path_factory.mktemp("schedule")
     args = launch_args(*FLAGS, "--input", root / "input", "--results", root / "results")
+    (root / "marks").mkdir()
+    trainable = standin(lambda config: SECONDS[config["trial"]["model"]], failing=FAILING,
+                        hold=holding_bilstm_until_the_transfer_begins(root / "marks"))
     out, err = io.StringIO(), io.StringIO()
     with own_ray(num_cpus=4), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = run_launch(args, trainable=sleeping(SECONDS, failing=FAILING))
+        code = run_launch(args, trainable=trainable)
     return root / "results" / "schedule", code, out.getvalue() + err.getvalue()
 
 
