@@ -86,13 +86,20 @@ class LocalStorage(Storage):
     def exists(self, rel: str) -> bool:
         return self.path(rel).exists()
 
-    def read_bytes(self, rel: str) -> bytes | None:
+    def _file(self, rel: str) -> Path | None:
+        """The file's path, or None when nothing is there; a folder in its place fails with a sentence."""
         path = self.path(rel)
-        return path.read_bytes() if path.exists() else None
+        if path.is_dir():
+            raise ValueError(f"{path} is a folder where a file belongs; move it away.")
+        return path if path.exists() else None
+
+    def read_bytes(self, rel: str) -> bytes | None:
+        path = self._file(rel)
+        return None if path is None else path.read_bytes()
 
     def read_text(self, rel: str) -> str | None:
-        path = self.path(rel)
-        return path.read_text() if path.exists() else None
+        path = self._file(rel)
+        return None if path is None else path.read_text()
 
     def write_text(self, rel: str, text: str) -> None:
         write_text(self.path(rel), text)
@@ -110,10 +117,10 @@ class LocalStorage(Storage):
         atomic_write(self.path(rel), lambda tmp: shutil.copyfile(local, tmp))
 
     def list(self, rel: str, suffix: str = "") -> list[str]:
-        """Names of the files directly in folder ``rel`` ending with ``suffix``, sorted."""
+        """Names of the files directly in folder ``rel`` ending with ``suffix``, sorted; a folder with such a name is
+        listed too, so that reading it says what is wrong instead of passing over it."""
         folder = self.path(rel)
-        return sorted(p.name for p in folder.iterdir() if p.is_file() and p.name.endswith(suffix)) \
-            if folder.is_dir() else []
+        return sorted(p.name for p in folder.iterdir() if p.name.endswith(suffix)) if folder.is_dir() else []
 
     def makedirs(self) -> None:
         try:

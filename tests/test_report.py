@@ -241,13 +241,18 @@ def test_corrupt_and_unknown_version_files_are_named_and_the_rest_is_built(study
     future = study_dir / "cells" / "mi-seq-none-scratch.json"
     doc = json.loads(future.read_text())
     future.write_text(json.dumps({**doc, "version": 99}))
+    folder = study_dir / "cells" / "mi-seq-none-transfer.json"
+    folder.unlink()
+    folder.mkdir()
     result = build_report(study_dir, tmp_path / "out", plots=True)
-    assert len(result.problems) == 2
+    assert len(result.problems) == 3
     assert result.problems[0].startswith(f"{corrupt} is not valid JSON (")
     assert result.problems[0].endswith("that cell is reported as unreadable.")
     assert result.problems[1] == (f"{future} was written by another version of this project (format version 99); "
                                   "this one reads version 2: rebuild its report with the version that wrote it, or "
                                   "run the study again; that cell is reported as unreadable.")
+    assert result.problems[2] == (f"{folder} is a folder where a file belongs; move it away; that cell is reported "
+                                  "as unreadable.")
     err = capsys.readouterr().err
     text = result.report_path.read_text()
     for problem in result.problems:
@@ -255,6 +260,7 @@ def test_corrupt_and_unknown_version_files_are_named_and_the_rest_is_built(study
     rows = read_csv(result.table_paths["cells"][1])
     assert row_of(rows, task="arrhythmia", model="seq", oversampling="none")["test F1 mean"] == UNREADABLE
     assert row_of(rows, task="mi", model="seq", init="scratch")["test F1 mean"] == UNREADABLE
+    assert row_of(rows, task="mi", model="seq", init="transfer")["test F1 mean"] == UNREADABLE
     assert row_of(rows, task="arrhythmia", model="cnet", oversampling="none")["test F1 mean"] == "82.6000"
     assert all(path.stat().st_size > 1000 for path in result.plots.values())
 

@@ -83,6 +83,11 @@ def test_a_storage_reads_writes_lists_and_names_its_files(where, tmp_path, reque
     store.write_text("cells/bad.json", "{not json")
     with pytest.raises(ValueError, match=r"cells/bad.json is not valid JSON"):
         store.read_json("cells/bad.json")
+    if where == "local":  # a folder where a cell's file belongs is listed, and reading it names it
+        (tmp_path / "study" / "smoke" / "cells" / "folder.json").mkdir()
+        assert store.list("cells", ".json") == ["a.json", "bad.json", "folder.json"]
+        with pytest.raises(ValueError, match=r"cells/folder.json is a folder where a file belongs; move it away\.$"):
+            store.read_json("cells/folder.json")
     # A second storage opened from the reference string sees the same files (what other nodes do).
     assert Storage.at(store.location).read_json("cells/a.json") == {"a": [1.5], "b": 1}
     if where == "local":

@@ -146,6 +146,9 @@ def _read(store: Storage, rel: str, kind, problems: list[str], what: str):
     except json.JSONDecodeError as error:
         problems.append(f"{ref} is not valid JSON ({error}); {what}.")
         return None
+    except ValueError as error:  # a folder where the file belongs
+        problems.append(f"{str(error).rstrip('.')}; {what}.")
+        return None
     try:
         return kind.from_json(doc, ref)
     except OtherVersionError as error:
