@@ -151,6 +151,11 @@ def finite(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and abs(value) <= 1e300
 
 
+def is_fraction(value) -> bool:
+    """A JSON number from 0 to 1."""
+    return finite(value) and 0 <= value <= 1
+
+
 def check_metrics(metrics, task: str, where: str) -> None:
     """A split's metrics as classification_metrics computes them: the macro figures, precision, recall and F1 of
     every class of ``task``, the confusion matrix; for MI also those of the MI class; AUROC or None."""
@@ -161,7 +166,7 @@ def check_metrics(metrics, task: str, where: str) -> None:
     def fraction(values: dict, key: str, at: str) -> None:
         if key not in values:
             raise MetricsError(f"field {at}.{key} is missing")
-        if not finite(values[key]) or not 0 <= values[key] <= 1:
+        if not is_fraction(values[key]):
             raise MetricsError(f"field {at}.{key} is {values[key]!r}, expected a fraction between 0 and 1")
 
     for key in ("accuracy", "macro_precision", "macro_recall", "macro_f1", *(("precision", "recall", "f1")

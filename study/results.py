@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from data.constants import TASK_CLASSES
 from study.grid import Cell, split_cell_id
-from study.metrics import MAX_INT, MetricsError, check_metrics, finite, selection_key
+from study.metrics import MAX_INT, MetricsError, check_metrics, finite, is_fraction, selection_key
 from study.storage import Storage
 
 FORMAT_VERSION = 2  # of every file below; version 1 (one Tuner a cell, manifest.json) is read no more
@@ -91,9 +91,6 @@ def _check(value, kind, where: str):
     return value
 
 
-
-
-
 def _from_dict(cls, doc: dict, where: str = ""):
     hints = typing.get_type_hints(cls)
     values = {}
@@ -142,7 +139,7 @@ class _Record:
 
 
 def _fraction(value, where: str) -> None:
-    if not finite(value) or not 0 <= value <= 1:
+    if not is_fraction(value):
         raise ResultError(f"field {where} is {value!r}, expected a fraction between 0 and 1")
 
 
@@ -227,8 +224,7 @@ class CellResult(_Record):
     cell_id: str
     cell: CellInfo
     selection_metric: str
-    best_config: dict  # {"lr", "batch_size"}: of the search trial with the best validation metric, of those that did
-    # not fail
+    best_config: dict  # {"lr", "batch_size"}: of the search trial that did not fail with the best validation metric
     trials: tuple[SearchTrial, ...]  # in the order Optuna proposed them
     best_trial_curve: tuple[CurvePoint, ...]
     seeds: tuple[SeedRun, ...]  # by seed

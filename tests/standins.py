@@ -2,6 +2,7 @@
 the one that sleeps instead of training is study/tune/standin.py (the benchmarks run it too)."""
 
 import sys
+import time
 from pathlib import Path
 
 
@@ -49,6 +50,15 @@ def file_size_limited(max_bytes: int):
         finally:
             resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
     return trainable
+
+
+def still_waiting(mark: Path, ready: bool, limit_s: float = 60) -> bool:
+    """For a stand-in's ``hold``: whether a trial waits on, until ``ready`` or ``limit_s`` after its first wait
+    (which ``mark``, a file of the trial's own, records), so a test of an order of events that a loaded machine could
+    reverse forces that order and still ends where the driver never brings it about."""
+    if not mark.exists():
+        mark.write_text(str(time.time()))
+    return not ready and time.time() - float(mark.read_text()) < limit_s
 
 
 def launch_args(*flags: str):

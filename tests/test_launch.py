@@ -2,7 +2,6 @@
 test_faults.py; scheduling across cells: test_study_schedule.py)."""
 
 import json
-import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -17,7 +16,7 @@ from study.launch import run_launch
 from study.tune.standin import standin
 from study.results import CellResult
 from tests.rays import own_ray
-from tests.standins import crashing_once, launch_args, sleeping
+from tests.standins import crashing_once, launch_args, sleeping, still_waiting
 
 TINY = ["--limit", "150", "--samples", "1", "--max-epochs", "1", "--seeds", "1"]
 
@@ -82,10 +81,7 @@ def test_four_half_gpu_trials_share_two_gpus_at_once(tmp_path):
         they then overlap, however slowly a loaded machine starts their workers; where it runs fewer, they do not."""
         if config["phase"] != "search" or epoch != 1:
             return False
-        mark = started / str(config["trial"]["lr"])
-        if not mark.exists():
-            mark.write_text(str(time.time()))
-        return len(list(started.iterdir())) < 4 and time.time() - float(mark.read_text()) < 60
+        return still_waiting(started / str(config["trial"]["lr"]), ready=len(list(started.iterdir())) >= 4)
 
     with own_ray(num_cpus=4, num_gpus=2):  # a stand-in trainable: what is tested is where Tune puts the trials
         code = run_launch(launch_args("--profile", "smoke", "--input", tmp_path / "input", "--results",

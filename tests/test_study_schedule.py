@@ -4,7 +4,6 @@ trainable that sleeps (tests/standins.py), so what is measured is the driver's s
 import contextlib
 import io
 import json
-import time
 from pathlib import Path
 
 import pytest
@@ -14,7 +13,7 @@ from study.results import StudyFolder, StudyRecord
 from study.storage import Storage
 from tests.rays import own_ray
 from study.tune.standin import standin
-from tests.standins import launch_args
+from tests.standins import launch_args, still_waiting
 
 pytestmark = pytest.mark.slow  # one study of 40 s that every test here reads
 
@@ -39,10 +38,8 @@ def holding_bilstm_until_the_transfer_begins(marks: Path):
         if config["cell"] != "arrhythmia-bilstm-none-scratch" or config["phase"] != "final" \
                 or epoch != config["trial"]["epochs"]:
             return False
-        waiting = marks / f"bilstm-{config['trial']['seed']}-waits"
-        if not waiting.exists():
-            waiting.write_text(str(time.time()))
-        return not (marks / "transfer-began").exists() and time.time() - float(waiting.read_text()) < 60
+        return still_waiting(marks / f"bilstm-{config['trial']['seed']}-waits",
+                             ready=(marks / "transfer-began").exists())
     return hold
 
 
