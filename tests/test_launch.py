@@ -16,7 +16,7 @@ from study.launch import run_launch
 from study.tune.standin import standin
 from study.results import CellResult
 from tests.rays import own_ray
-from tests.standins import crashing_once, launch_args, sleeping, still_waiting
+from tests.standins import crashing_once, launch_args, still_waiting
 
 TINY = ["--limit", "150", "--samples", "1", "--max-epochs", "1", "--seeds", "1"]
 
