@@ -30,13 +30,20 @@ WORK = ROOT / "bench" / "_work" / "quality"
 SPLITS = ("intra", "inter")
 # Tried beside the named recipes while choosing the default (on validation): does weight decay add anything?
 TRIED = {"adam-cosine": {"optimizer": "adam", "weight_decay": 0.0, "schedule": "cosine", "warmup_epochs": 2}}
-CANDIDATES = {**RECIPES, **TRIED}
+# The same recipes with each beat's RR intervals beside its samples (--rhythm, data/rhythm.py).
+WITH_RHYTHM = {f"{name}+rhythm": {**fields, "rhythm": True} for name, fields in RECIPES.items()}
+CANDIDATES = {**RECIPES, **TRIED, **WITH_RHYTHM}
 
 
 def folder_name(split: str, fields: dict, epochs: int, seed: int, precision: str) -> str:
     """A run's folder, named by what it trains (so a recipe renamed or made the default reuses its runs)."""
-    return (f"{split}-{fields['optimizer']}-wd{fields['weight_decay']:g}-{fields['schedule']}-w{fields['warmup_epochs']}"
-            f"-e{epochs}-s{seed}-{precision}")
+    return (f"{split}{'-rhythm' * fields.get('rhythm', False)}-{fields['optimizer']}-wd{fields['weight_decay']:g}"
+            f"-{fields['schedule']}-w{fields['warmup_epochs']}-e{epochs}-s{seed}-{precision}")
+
+
+def describe(fields: dict) -> str:
+    """A candidate in words: its recipe, and the RR intervals where it has them."""
+    return describe_recipe(fields) + (", each beat's RR intervals beside it (--rhythm)" if fields.get("rhythm") else "")
 
 
 def mean_std(values: list[float]) -> str:
@@ -90,7 +97,8 @@ def other_runs(runs: dict) -> list[str]:
         final = json.loads(final_path.read_text())
         config = TrialConfig.from_dict(final["config"])
         autocast = json.loads((final_path.parent / "config.json").read_text())["runtime"]["autocast"]
-        lines.append(f"| {final_path.parent.name} | {config.recipe} | {autocast} | {config.seed} | {final['best_epoch']} | "
+        recipe = config.recipe + " + rhythm" * config.rhythm
+        lines.append(f"| {final_path.parent.name} | {recipe} | {autocast} | {config.seed} | {final['best_epoch']} | "
                      f"{final['val']['macro_f1']:.4f} | {final['test']['macro_f1']:.4f} |")
     if not lines:
         return []
@@ -102,7 +110,7 @@ def other_runs(runs: dict) -> list[str]:
 def write(runs: dict, recipes: list[str], args: argparse.Namespace, classes: tuple[str, ...], seconds: float) -> None:
     lines = [f"`cnet`, {args.epochs} epoch{'s' * (args.epochs != 1)}, lr 0.001, batch 256, {args.precision}, on the 48 MIT-BIH records built by data.physionet; "
              "the epoch is chosen on validation macro F1, test is evaluated once. Recipes: "
-             + "; ".join(f"**{name}**: {describe_recipe(CANDIDATES[name])}" for name in recipes)
+             + "; ".join(f"**{name}**: {describe(CANDIDATES[name])}" for name in recipes)
              + f". Training time of the {len(runs)} runs: {sum(r['minutes'] for r in runs.values()):.0f} min (this "
              f"invocation: {seconds / 60:.0f} min; a run already finished is read, not trained again). The machine "
              "ran other work beside them, so the minutes are not a speed figure.", "",
@@ -119,7 +127,7 @@ def main() -> int:
     parser.add_argument("--records", type=Path, default=ROOT.parent / "shared" / "physionet" / "mitdb")
     parser.add_argument("--epochs", type=int, default=40)
     parser.add_argument("--seeds", default="0,1,2")
-    parser.add_argument("--recipes", default="original,default", help=f"of {', '.join(CANDIDATES)}")
+    parser.add_argument("--recipes", default="original,default,default+rhythm", help=f"of {', '.join(CANDIDATES)}")
     parser.add_argument("--splits", default="intra,inter")
     parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
                         help="fp32 (default): the figures compare across machines; bf16: autocast, as --precision auto "
@@ -135,8 +143,9 @@ def main() -> int:
         folder = WORK / split
         if not (folder / "physionet_build.json").is_file():
             build("mitdb", args.records, folder, split=split, seed=0)
-        data[split] = prepare_task("arrhythmia", folder, seed=0)
-        print(data[split].summary(), flush=True)
+        for rhythm in sorted({bool(CANDIDATES[name].get("rhythm")) for name in recipes}):
+            data[split, rhythm] = prepare_task("arrhythmia", folder, seed=0, rhythm=rhythm)
+            print(data[split, rhythm].summary(), flush=True)
     runs, started = {}, time.perf_counter()
     # seed by seed, so that a partial benchmark already compares the recipes
     for seed in seeds:
@@ -145,11 +154,12 @@ def main() -> int:
                 fields = CANDIDATES[recipe]
                 config = TrialConfig(epochs=args.epochs, seed=seed, device="cpu", precision=args.precision, **fields)
                 folder = WORK / folder_name(split, fields, args.epochs, seed, args.precision)
-                final = run_trial(config, data[split], folder, log=print)
+                split_data = data[split, config.rhythm]
+                final = run_trial(config, split_data, folder, log=print)
                 runs[(split, recipe, seed)] = {**final, "minutes": final["train_seconds"] / 60,
-                                               "val_records": data[split].val_records}
+                                               "val_records": split_data.val_records}
                 print(f"{split} {recipe} seed {seed}: test macro F1 {final['test']['macro_f1']:.4f}", flush=True)
-                write(runs, recipes, args, data[split].class_names, time.perf_counter() - started)
+                write(runs, recipes, args, split_data.class_names, time.perf_counter() - started)
     return 0
 
 

@@ -30,21 +30,28 @@ def side_file(path: Path) -> Path:
 
 def read_records(path: Path, rows: int) -> np.ndarray:
     """Each row's record name (str array) from the side file of the CSV ``path``, which holds ``rows`` rows."""
+    return read_side(path, rows)[0]
+
+
+def read_side(path: Path, rows: int) -> tuple[np.ndarray, np.ndarray]:
+    """(record names, R-peak samples as int64) of every row of the CSV ``path`` (``rows`` rows), from its side file."""
     side = side_file(path)
     try:
         lines = side.read_text().splitlines()
     except OSError as error:
-        raise DataError(f"{side}: cannot be read ({error.strerror or error}); validation by record needs the side "
-                        "file data.physionet wrote beside the CSV: build the folder again") from None
+        raise DataError(f"{side}: cannot be read ({error.strerror or error}); it is the side file data.physionet "
+                        "writes beside the CSV (validation by record and --rhythm read it): build the folder "
+                        "again") from None
     if not lines or tuple(lines[0].split(",")) != SIDE_COLUMNS:
         raise DataError(f"{side}: the header is not {','.join(SIDE_COLUMNS)}; build the folder again")
     fields = [line.split(",") for line in lines[1:]]
-    bad = next((i for i, f in enumerate(fields) if len(f) != len(SIDE_COLUMNS) or f[0] != str(i)), None)
+    bad = next((i for i, f in enumerate(fields)
+                if len(f) != len(SIDE_COLUMNS) or f[0] != str(i) or not f[2].isdigit()), None)
     if bad is not None:
         raise DataError(f"{side}: row {bad + 2} does not describe CSV row {bad}; build the folder again")
     if len(fields) != rows:
         raise DataError(f"{side}: it describes {len(fields)} rows, the CSV holds {rows}; build the folder again")
-    return np.array([f[1] for f in fields])
+    return np.array([f[1] for f in fields]), np.array([int(f[2]) for f in fields], dtype=np.int64)
 
 
 def record_split(rows: np.ndarray, y: np.ndarray, records: np.ndarray, fraction: float,

@@ -11,6 +11,9 @@ mi: the pool is the rows of ptbdb_abnormal.csv followed by those of ptbdb_normal
     stratify=y)` over that pool, whatever the seed, so test sets are comparable with the published
     numbers; validation (`val_fraction` of the rest, stratified, seeded) is carved from the rest.
 
+With `rhythm=True` (a folder data.physionet built), each beat's x gains the RR-interval features of data/rhythm.py
+after its BEAT_LEN samples.
+
 Split.index holds each beat's row in its source pool (0-based; for mi, rows of ptbdb_abnormal.csv come
 first), -1 for a synthetic oversampled beat; TaskData.pools says which pool each split indexes.
 Only the training split is ever oversampled. Arrays are read-only: consumers never modify in place.
@@ -32,6 +35,7 @@ from data.constants import (BEAT_LEN, DEMO_MANIFEST, KAGGLE_FILES, MITBIH_TEST, 
                             PHYSIONET_BUILD, PTB_NORMAL, TASK_CLASSES, TASK_FILES, TASKS)
 from data.oversample import oversample_arrays
 from data.records import read_records, record_split
+from data.rhythm import rhythm_features
 
 SPLIT_VERSION = 1  # bump when the way splits are drawn changes: it is part of every fingerprint
 MI_TEST_SIZE, MI_TEST_RANDOM_STATE = 0.2, 1  # the original project's split, kept for comparability
@@ -39,7 +43,8 @@ MI_TEST_SIZE, MI_TEST_RANDOM_STATE = 0.2, 1  # the original project's split, kep
 
 @dataclass(frozen=True, eq=False)
 class Split:
-    """Beats of one split: x float32 (n, BEAT_LEN), y int64 (n,), index int64 (n,) into the source pool."""
+    """Beats of one split: x float32 (n, BEAT_LEN), or (n, BEAT_LEN + len(rhythm.FEATURES)) with the RR-interval
+    features; y int64 (n,), index int64 (n,) into the source pool."""
     x: np.ndarray
     y: np.ndarray
     index: np.ndarray
@@ -66,6 +71,7 @@ class TaskData:
     pools: dict = field(default_factory=dict)  # split name -> what its `index` counts rows of
     files: dict = field(default_factory=dict)  # source file name -> its sha256 (data.beats: its fingerprint)
     val_records: tuple[str, ...] = ()  # validation by record (an inter-patient build): the records held out
+    rhythm: bool = False  # x holds the RR-interval features (data/rhythm.py) after the samples
 
     @property
     def num_classes(self) -> int:
@@ -77,7 +83,8 @@ class TaskData:
             counts = split.counts(self.num_classes)
             return f"{len(split):,} (" + " ".join(f"{c} {n:,}" for c, n in zip(self.class_names, counts)) + ")"
         by = f" (records {' '.join(self.val_records)})" if self.val_records else ""
-        return (f"{self.task} [{self.source}, oversample={self.oversample}, seed={self.seed}]: "
+        rhythm = ", RR features" if self.rhythm else ""
+        return (f"{self.task} [{self.source}{rhythm}, oversample={self.oversample}, seed={self.seed}]: "
                 f"train {describe(self.train)}, val {describe(self.val)}{by}, test {describe(self.test)}")
 
 
@@ -88,12 +95,12 @@ def has_task_files(task: str, input_dir="input") -> bool:
 
 
 def prepare_task(task: str, input_dir="input", *, seed: int = 0, val_fraction: float = 0.1,
-                 oversample: str = "none", cache_dir=None, limit: int | None = None) -> TaskData:
+                 oversample: str = "none", cache_dir=None, limit: int | None = None, rhythm: bool = False) -> TaskData:
     """Load the task's files and split them; see the module doc.
 
     limit: keep at most `limit` beats of each source pool (stratified, seeded) before splitting, for
     quick debugging runs. cache_dir: where parsed files and oversampled sets are cached (default
-    `<input_dir>/.cache`).
+    `<input_dir>/.cache`). rhythm: append each beat's RR-interval features (data/rhythm.py) to its samples.
     """
     _check_task(task)
     val_records: tuple[str, ...] = ()
@@ -107,10 +114,14 @@ def prepare_task(task: str, input_dir="input", *, seed: int = 0, val_fraction: f
     input_dir = Path(input_dir)
     cache_dir = cache.default_cache_dir(input_dir) if cache_dir is None else Path(cache_dir)
     files = {name: load_beat_file(input_dir / name, cache_dir) for name in TASK_FILES[task]}
+    inputs = {name: f.x for name, f in files.items()}
+    if rhythm:
+        features = rhythm_features([input_dir / name for name in files], [len(f.y) for f in files.values()])
+        inputs = {name: np.hstack([f.x, rr]) for (name, f), rr in zip(files.items(), features)}
 
     if task == "arrhythmia":
         pool, test_pool = files[MITBIH_TRAIN], files[MITBIH_TEST]
-        x, y = pool.x, pool.y
+        x, y = inputs[MITBIH_TRAIN], pool.y
         rows = _subsample(y, limit, seed)
         if built_split(input_dir) == "inter":
             records = read_records(input_dir / MITBIH_TRAIN, len(y))
@@ -118,11 +129,11 @@ def prepare_task(task: str, input_dir="input", *, seed: int = 0, val_fraction: f
         else:
             train_idx, val_idx = _stratified_split(rows, y, val_fraction, seed, "validation")
         test_rows = _subsample(test_pool.y, limit, seed)
-        test = _split(test_pool.x, test_pool.y, test_rows)
+        test = _split(inputs[MITBIH_TEST], test_pool.y, test_rows)
         pools = {"train": MITBIH_TRAIN, "val": MITBIH_TRAIN, "test": MITBIH_TEST}
     else:
         abnormal, normal = files[PTB_ABNORMAL], files[PTB_NORMAL]
-        x, y = np.concatenate([abnormal.x, normal.x]), np.concatenate([abnormal.y, normal.y])
+        x, y = np.concatenate([inputs[PTB_ABNORMAL], inputs[PTB_NORMAL]]), np.concatenate([abnormal.y, normal.y])
         rows = _subsample(y, limit, seed)
         rest, test_idx = _stratified_split(rows, y, MI_TEST_SIZE, MI_TEST_RANDOM_STATE, "test")
         train_idx, val_idx = _stratified_split(rest, y, val_fraction, seed, "validation")
@@ -135,10 +146,12 @@ def prepare_task(task: str, input_dir="input", *, seed: int = 0, val_fraction: f
         check_constant(name, beats.x)
     train = _split(x, y, train_idx)
     check_classes(task, train.y, TASK_CLASSES[task], " and ".join(files))
-    check_overlap(task, train.x, test.x, lambda i: _where(pools["test"], test.index[i], files))
+    check_overlap(task, train.x[:, :BEAT_LEN], test.x[:, :BEAT_LEN],
+                  lambda i: _where(pools["test"], test.index[i], files))
     split_key = {"version": SPLIT_VERSION, "task": task, "files": {n: f.sha256 for n, f in files.items()},
                  "seed": int(seed), "val_fraction": float(val_fraction), "limit": limit,
-                 **({"val_records": list(val_records)} if val_records else {})}
+                 **({"val_records": list(val_records)} if val_records else {}),
+                 **({"rhythm": hashlib.sha256(np.concatenate(features).tobytes()).hexdigest()} if rhythm else {})}
     split_fingerprint = _digest(split_key)
     plain_fingerprint = _digest({"split": split_fingerprint, "oversample": "none"})
     if oversample != "none":  # cached under the fingerprint of the data it starts from
@@ -152,7 +165,7 @@ def prepare_task(task: str, input_dir="input", *, seed: int = 0, val_fraction: f
                     class_names=TASK_CLASSES[task], oversample=oversample, seed=int(seed),
                     val_fraction=float(val_fraction), fingerprint=fingerprint,
                     source=describe_source(input_dir, files), pools=pools,
-                    files={name: f.sha256 for name, f in files.items()}, val_records=val_records)
+                    files={name: f.sha256 for name, f in files.items()}, val_records=val_records, rhythm=rhythm)
 
 
 def _where(pool: str, index: int, files: dict) -> str:
@@ -231,7 +244,7 @@ def _frozen(split: Split) -> Split:
 
 def _split(x: np.ndarray, y: np.ndarray, rows: np.ndarray) -> Split:
     rows = np.asarray(rows, dtype=np.int64)
-    return _frozen(Split(np.ascontiguousarray(x[rows], dtype=np.float32).reshape(-1, BEAT_LEN),
+    return _frozen(Split(np.ascontiguousarray(x[rows], dtype=np.float32).reshape(-1, x.shape[1]),
                          y[rows].astype(np.int64), rows.copy()))
 
 

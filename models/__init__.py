@@ -9,7 +9,7 @@ says what it takes from the original project and where it departs from it.
 """
 
 from models.common import as_beats, body_parameters, head_parameters, unwrap
-from models.registry import MODEL_NAMES, NUM_OUTPUTS, build_model, list_models
+from models.registry import MODEL_NAMES, NUM_OUTPUTS, build_model, list_models, rhythm_inputs
 from models.transfer import (
     TRANSFER_MODES,
     CheckpointError,
@@ -26,5 +26,6 @@ from models.transfer import (
 __all__ = [
     "MODEL_NAMES", "NUM_OUTPUTS", "TRANSFER_MODES", "CheckpointError", "as_beats", "body_parameters",
     "build_from_checkpoint", "build_model", "build_transfer_model", "head_parameters", "import_original_cnet",
-    "list_models", "load_checkpoint", "load_original_cnet", "load_weights", "save_checkpoint", "save_torch", "unwrap",
+    "list_models", "load_checkpoint", "load_original_cnet", "load_weights", "rhythm_inputs", "save_checkpoint",
+    "save_torch", "unwrap",
 ]

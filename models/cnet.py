@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from data.constants import BEAT_LEN
-from models.common import as_beats
+from models.common import split_inputs, with_rhythm
 
 CHANNELS = 32
 KERNEL = 5
@@ -49,15 +49,17 @@ class ResidualBlock(nn.Module):
 class CNet(nn.Module):
     HEAD = ("fc1", "fc2")
 
-    def __init__(self, num_outputs: int):
+    def __init__(self, num_outputs: int, rhythm_inputs: int = 0):
         super().__init__()
+        self.rhythm_inputs = rhythm_inputs
         self.c1 = nn.Conv1d(1, CHANNELS, KERNEL, padding=KERNEL // 2)
         self.cresids = nn.ModuleList(ResidualBlock(CHANNELS) for _ in range(BLOCKS))
-        self.fc1 = nn.Linear(CHANNELS * pooled_length(BEAT_LEN), FC_HIDDEN)
+        self.fc1 = nn.Linear(CHANNELS * pooled_length(BEAT_LEN) + rhythm_inputs, FC_HIDDEN)
         self.fc2 = nn.Linear(FC_HIDDEN, num_outputs)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.c1(as_beats(x).unsqueeze(1))
+        beats, rhythm = split_inputs(x, self.rhythm_inputs)
+        x = self.c1(beats.unsqueeze(1))
         for block in self.cresids:
             x = block(x)
-        return self.fc2(F.relu(self.fc1(x.flatten(1))))
+        return self.fc2(F.relu(self.fc1(with_rhythm(x.flatten(1), rhythm))))

@@ -18,6 +18,23 @@ def as_beats(x: torch.Tensor) -> torch.Tensor:
     return x
 
 
+def split_inputs(x: torch.Tensor, rhythm_inputs: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(beats (batch, BEAT_LEN), RR-interval features (batch, rhythm_inputs) or None) of a model's input: the
+    beats alone (as_beats), or each beat's samples followed by its rhythm_inputs features (data/rhythm.py)."""
+    if not rhythm_inputs:
+        return as_beats(x), None
+    if x.dim() != 2 or x.shape[1] != BEAT_LEN + rhythm_inputs:
+        raise ValueError(f"expected beats with {rhythm_inputs} RR-interval features, shaped (batch, "
+                         f"{BEAT_LEN + rhythm_inputs}), got {tuple(x.shape)}")
+    return x[:, :BEAT_LEN], x[:, BEAT_LEN:]
+
+
+def with_rhythm(summary: torch.Tensor, rhythm: torch.Tensor | None) -> torch.Tensor:
+    """The body's summary of each beat, followed by its RR-interval features where the model takes them: the head's
+    input (so the features reach the classifier beside the shape, as de Chazal et al. 2004 combined them)."""
+    return summary if rhythm is None else torch.cat([summary, rhythm.to(summary.dtype)], dim=1)
+
+
 def unwrap(model: nn.Module) -> nn.Module:
     """The plain module behind torch.compile's wrapper (whose parameter names gain an `_orig_mod.` prefix)."""
     return getattr(model, "_orig_mod", model)

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from torch import nn
 
 from data.constants import MODEL_NAMES, TASK_CLASSES, TASKS
+from data.rhythm import FEATURES as RHYTHM_FEATURES
 from models.cnet import CNet
 from models.rnn import BiRNN
 from models.seq import SeqModel
@@ -13,11 +14,11 @@ from models.seq import SeqModel
 # A multi-class task gets one logit per class (cross-entropy); a two-class task one logit (BCE-with-logits).
 NUM_OUTPUTS = {task: len(classes) if len(classes) > 2 else 1 for task, classes in TASK_CLASSES.items()}
 
-_BUILDERS: dict[str, Callable[[int], nn.Module]] = {
+_BUILDERS: dict[str, Callable[[int, int], nn.Module]] = {  # (outputs, RR-interval features) -> model
     "cnet": CNet,
     "seq": SeqModel,
-    "bilstm": lambda n: BiRNN(n, cell="lstm"),
-    "bigru": lambda n: BiRNN(n, cell="gru"),
+    "bilstm": lambda n, rhythm: BiRNN(n, cell="lstm", rhythm_inputs=rhythm),
+    "bigru": lambda n, rhythm: BiRNN(n, cell="gru", rhythm_inputs=rhythm),
 }
 assert tuple(_BUILDERS) == MODEL_NAMES, "data/constants.py names the models this registry builds"
 
@@ -36,8 +37,14 @@ def check_task(task: str) -> None:
         raise ValueError(f"unknown task {task!r}; valid tasks: {', '.join(TASKS)}")
 
 
-def build_model(name: str, task: str) -> nn.Module:
-    """A freshly initialised model `name` for `task`: input (batch, BEAT_LEN), output logits (batch, outputs)."""
+def rhythm_inputs(config: dict) -> int:
+    """How many RR-interval features a model trained with ``config`` (a trial config as a dict) takes."""
+    return len(RHYTHM_FEATURES) if isinstance(config, dict) and config.get("rhythm") is True else 0
+
+
+def build_model(name: str, task: str, rhythm_inputs: int = 0) -> nn.Module:
+    """A freshly initialised model `name` for `task`: input (batch, BEAT_LEN), or (batch, BEAT_LEN + rhythm_inputs)
+    with each beat's RR-interval features (data/rhythm.py) after its samples; output logits (batch, outputs)."""
     check_model_name(name)
     check_task(task)
-    return _BUILDERS[name](NUM_OUTPUTS[task])
+    return _BUILDERS[name](NUM_OUTPUTS[task], rhythm_inputs)

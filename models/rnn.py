@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.common import as_beats
+from models.common import split_inputs, with_rhythm
 
 HIDDEN = 128
 LAYERS = 2
@@ -31,18 +31,20 @@ CELLS = {"lstm": nn.LSTM, "gru": nn.GRU}
 class BiRNN(nn.Module):
     HEAD = ("fc1", "fc2")
 
-    def __init__(self, num_outputs: int, cell: str = "lstm"):
+    def __init__(self, num_outputs: int, cell: str = "lstm", rhythm_inputs: int = 0):
         super().__init__()
+        self.rhythm_inputs = rhythm_inputs
         if cell not in CELLS:
             raise ValueError(f"unknown recurrent cell {cell!r}; expected one of {sorted(CELLS)}")
         self.encoder = CELLS[cell](input_size=1, hidden_size=HIDDEN, num_layers=LAYERS,
                                    dropout=DROPOUT, bidirectional=True, batch_first=True)
-        self.fc1 = nn.Linear(HIDDEN, FC_HIDDEN)
+        self.fc1 = nn.Linear(HIDDEN + rhythm_inputs, FC_HIDDEN)
         self.fc2 = nn.Linear(FC_HIDDEN, num_outputs)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        _, state = self.encoder(as_beats(x).unsqueeze(-1))  # (batch, steps, 1)
+        beats, rhythm = split_inputs(x, self.rhythm_inputs)
+        _, state = self.encoder(beats.unsqueeze(-1))  # (batch, steps, 1)
         h = state[0] if isinstance(state, tuple) else state  # LSTM returns (h, c), GRU returns h
         # h: (layers * 2, batch, HIDDEN); the last two rows are the top layer's forward and backward states.
         summary = h[-2] + h[-1]
-        return self.fc2(F.relu(self.fc1(summary)))
+        return self.fc2(F.relu(self.fc1(with_rhythm(summary, rhythm))))

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from data.constants import BEAT_LEN
-from models.common import as_beats
+from models.common import split_inputs, with_rhythm
 
 FOLD = (11, 17)  # channels x samples; 11 * 17 == BEAT_LEN
 HIDDEN = 100
@@ -67,13 +67,15 @@ class SeqDecoder(nn.Module):
 class SeqModel(nn.Module):
     HEAD = ("fc1", "fc2")
 
-    def __init__(self, num_outputs: int):
+    def __init__(self, num_outputs: int, rhythm_inputs: int = 0):
         super().__init__()
+        self.rhythm_inputs = rhythm_inputs
         self.encoder = SeqEncoder()
         self.decoder = SeqDecoder()
-        self.fc1 = nn.Linear(HIDDEN, FC_HIDDEN)
+        self.fc1 = nn.Linear(HIDDEN + rhythm_inputs, FC_HIDDEN)
         self.fc2 = nn.Linear(FC_HIDDEN, num_outputs)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h, c = self.encoder(as_beats(x))
-        return self.fc2(F.relu(self.fc1(self.decoder(h, c))))
+        beats, rhythm = split_inputs(x, self.rhythm_inputs)
+        h, c = self.encoder(beats)
+        return self.fc2(F.relu(self.fc1(with_rhythm(self.decoder(h, c), rhythm))))

@@ -33,7 +33,7 @@ from torch import nn
 from data.constants import TASKS, TRANSFER_MODES
 from data.files import write_bytes
 from models.common import body_parameters, is_head_key, unwrap
-from models.registry import MODEL_NAMES, NUM_OUTPUTS, build_model, check_model_name, check_task
+from models.registry import MODEL_NAMES, NUM_OUTPUTS, build_model, check_model_name, check_task, rhythm_inputs
 
 FORMAT = "ecg-study-checkpoint"
 VERSION = 1
@@ -66,10 +66,11 @@ def _plain(value: Any, what: str) -> Any:
         raise ValueError(f"checkpoint {what} must hold plain JSON-able values; found a {err}") from None
 
 
-def _reference_shapes(name: str, task: str) -> dict[str, tuple[int, ...]]:
-    """Parameter shapes of model `name` for `task`, built on the meta device (no memory, no RNG draws)."""
+def _reference_shapes(name: str, task: str, rhythm: int = 0) -> dict[str, tuple[int, ...]]:
+    """Parameter shapes of model `name` for `task` (with `rhythm` RR-interval inputs), built on the meta device (no
+    memory, no RNG draws)."""
     with torch.device("meta"):
-        return {k: tuple(v.shape) for k, v in build_model(name, task).state_dict().items()}
+        return {k: tuple(v.shape) for k, v in build_model(name, task, rhythm).state_dict().items()}
 
 
 def save_torch(path: Path | str, obj) -> Path:
@@ -90,13 +91,14 @@ def save_checkpoint(path, model: nn.Module, *, model_name: str, task: str, confi
     if not isinstance(fingerprint, str):
         raise ValueError(f"checkpoint fingerprint must be a str, got {type(fingerprint).__name__}")
     state = {k: v.detach().cpu() for k, v in unwrap(model).state_dict().items()}
-    expected = _reference_shapes(model_name, task)
+    config = _plain(config, "config")
+    expected = _reference_shapes(model_name, task, rhythm_inputs(config))
     got = {k: tuple(v.shape) for k, v in state.items()}
     if got != expected:
         raise ValueError(f"the model being saved is not a {model_name!r} model for task {task!r} "
                          f"({_mismatch(got, expected, 'model', 'a fresh one')})")
     checkpoint = {"format": FORMAT, "version": VERSION, "model": model_name, "task": task,
-                  "state_dict": state, "config": _plain(config, "config"), "fingerprint": fingerprint,
+                  "state_dict": state, "config": config, "fingerprint": fingerprint,
                   "epoch": epoch, "metrics": _plain(metrics, "metrics")}
     return save_torch(path, checkpoint)
 
@@ -253,11 +255,13 @@ def build_from_checkpoint(checkpoint, *, name: str | None = None, task: str | No
     if task is not None and checkpoint["task"] != task:
         raise CheckpointError(f"checkpoint {where} holds a model for task {checkpoint['task']!r}, "
                               f"not for the {task!r} task asked for (transfer goes from arrhythmia to mi)")
-    return load_weights(build_model(checkpoint["model"], checkpoint["task"]), checkpoint)
+    return load_weights(build_model(checkpoint["model"], checkpoint["task"], rhythm_inputs(checkpoint["config"])),
+                        checkpoint)
 
 
-def build_transfer_model(name: str, checkpoint_path, mode: str = "frozen") -> nn.Module:
-    """An MI model `name` with the body of an arrhythmia checkpoint of the same architecture and a fresh head.
+def build_transfer_model(name: str, checkpoint_path, mode: str = "frozen", rhythm: int = 0) -> nn.Module:
+    """An MI model `name` with the body of an arrhythmia checkpoint of the same architecture and a fresh head (taking
+    `rhythm` RR-interval features, whatever the checkpoint's head took: the body does not see them).
 
     mode "frozen": the body's parameters get requires_grad=False (only the head trains);
     mode "finetune": everything trains (give `body_parameters(model)` a lower learning rate).
@@ -273,7 +277,7 @@ def build_transfer_model(name: str, checkpoint_path, mode: str = "frozen") -> nn
     if checkpoint["task"] != "arrhythmia":
         raise CheckpointError(f"cannot transfer checkpoint {where}: it holds a model for task "
                               f"{checkpoint['task']!r}, and transfer starts from one for 'arrhythmia'")
-    model = load_weights(build_model(name, "mi"), checkpoint, head=False)
+    model = load_weights(build_model(name, "mi", rhythm), checkpoint, head=False)
     if mode == "frozen":
         for p in body_parameters(model):
             p.requires_grad_(False)

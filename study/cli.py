@@ -50,6 +50,9 @@ def add_trial_arguments(parser: argparse.ArgumentParser) -> None:
                         help="'scratch' or a checkpoint: for --task mi an arrhythmia best.pt to transfer from")
     parser.add_argument("--transfer-mode", choices=TRANSFER_MODES, default="frozen",
                         help="with a transfer --init: freeze the body (the original) or fine-tune it at a lower rate")
+    parser.add_argument("--rhythm", action="store_true",
+                        help="give the model each beat's RR intervals beside its samples (data/rhythm.py); needs a "
+                             "folder data.physionet built, as the Kaggle CSVs carry no intervals")
     parser.add_argument("--epochs", type=positive_int, default=40, help="default: 40, as the original")
     parser.add_argument("--lr", type=positive_float, default=1e-3,
                         help="learning rate (default: 0.001); a schedule scales it an epoch")
@@ -112,7 +115,7 @@ def run_trial_command(args: argparse.Namespace) -> int:
                          transfer_mode=args.transfer_mode, epochs=args.epochs, lr=args.lr,
                          batch_size=args.batch_size, seed=args.seed, data_seed=args.data_seed,
                          val_fraction=args.val_fraction, limit=args.limit, patience=args.patience,
-                         device=args.device, precision=args.precision, **recipe_fields(args))
+                         device=args.device, precision=args.precision, rhythm=args.rhythm, **recipe_fields(args))
     if config.is_transfer:
         from study.trial import build_trial_model
 
@@ -127,14 +130,15 @@ def run_trial_command(args: argparse.Namespace) -> int:
         raise ValueError(f"--warmup-epochs {config.warmup_epochs} must be fewer than --epochs ({config.epochs}): the "
                          "cosine decays over the epochs after the warm-up")
     init_name = "scratch" if not config.is_transfer else f"from-{Path(config.init).parent.name or 'ckpt'}"
-    out = args.out or Path("runs") / f"{config.task}-{config.model}-{config.oversample}-{init_name}-s{config.seed}"
+    model = config.model + ("-rhythm" if config.rhythm else "")
+    out = args.out or Path("runs") / f"{config.task}-{model}-{config.oversample}-{init_name}-s{config.seed}"
     if config.is_transfer and Path(out).resolve() in Path(config.init).resolve().parents:
         raise ValueError(f"--init {config.init} lies in --out {out}, where the trial writes its own best.pt: give "
                          "the checkpoint from another folder, or another --out")
     check_trial_folder(Path(out))
     data = prepare_task(config.task, input_dir(args), seed=config.data_seed,
                         val_fraction=config.val_fraction, oversample=config.oversample, cache_dir=args.cache,
-                        limit=config.limit)
+                        limit=config.limit, rhythm=config.rhythm)
     print(f"{config.task} / {config.model} / oversample {config.oversample} / init {config.init}: {data.summary()}")
     print(f"lr {config.lr:g}, batch {config.batch_size}, {config.epochs} epochs, seed {config.seed}, "
           f"recipe {config.recipe} -> {out}")

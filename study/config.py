@@ -42,6 +42,7 @@ class TrialConfig:
     data_seed: int = 0
     val_fraction: float = 0.1
     limit: int | None = None  # keep at most this many beats of each source file (debugging runs)
+    rhythm: bool = False  # each beat's RR-interval features (data/rhythm.py) beside its samples: a PhysioNet build
     patience: int = 0  # epochs without a better validation metric before stopping; 0 = never stop early
     finetune_lr_scale: float = 0.1
     optimizer: str = RECIPES["default"]["optimizer"]
@@ -71,6 +72,7 @@ class TrialConfig:
         one_of("optimizer", self.optimizer, OPTIMIZERS)
         one_of("schedule", self.schedule, SCHEDULES)
         check(isinstance(self.init, str) and self.init != "", "init must be 'scratch' or a checkpoint path.")
+        check(isinstance(self.rhythm, bool), f"rhythm must be true or false; got {self.rhythm!r}.")
         for name in ("epochs", "batch_size", "eval_batch_size", "seed", "data_seed", "patience", "warmup_epochs"):
             check(isinstance(getattr(self, name), int) and not isinstance(getattr(self, name), bool),
                   f"{name} must be an integer; got {getattr(self, name)!r}.")
@@ -116,7 +118,12 @@ class TrialConfig:
         return 0.5 * (1 + math.cos(math.pi * (epoch - warmup - 1) / (self.epochs - warmup)))
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        """Every field; ``rhythm`` only where it is on, so a config written before it existed reads and compares
+        the same (a finished trial or study is recognised, not trained again)."""
+        values = dataclasses.asdict(self)
+        if not self.rhythm:
+            del values["rhythm"]
+        return values
 
     @classmethod
     def from_dict(cls, values: dict) -> "TrialConfig":

@@ -51,7 +51,8 @@ class StudyData:
 
     def key(self, cell: Cell) -> str:
         limit = self.plan.limit_of(cell)
-        return f"{cell.task}/{self.plan.oversample_method(cell)}" + (f"/{limit}" if limit is not None else "")
+        return (f"{cell.task}/{self.plan.oversample_method(cell)}" + (f"/{limit}" if limit is not None else "")
+                + ("/rhythm" if self.plan.rhythm_of(cell) else ""))
 
     def input_dir(self, task: str) -> Path:
         if not self.plan.demo:
@@ -67,7 +68,7 @@ class StudyData:
 
             method, limit = self.plan.oversample_method(cell), self.plan.limit_of(cell)
             data = prepare_task(cell.task, self.input_dir(cell.task), seed=self.plan.data_seed, oversample=method,
-                                limit=limit)
+                                limit=limit, rhythm=self.plan.rhythm_of(cell))
             self.sets[key] = data
             self.sources[cell.task] = data.source
             self.fingerprints[key.replace("/", "-")] = data.fingerprint
@@ -88,7 +89,7 @@ def cell_spec(cell: Cell, plan: StudyPlan, data: StudyData):
     trial = TrialConfig(task=cell.task, model=cell.model, oversample=plan.oversample_method(cell),
                         transfer_mode=plan.transfer_mode, epochs=plan.epochs(cell), seed=plan.search_seed,
                         data_seed=plan.data_seed, limit=plan.limit_of(cell), patience=plan.patience,
-                        **RECIPES[plan.recipe])
+                        rhythm=plan.rhythm_of(cell), **RECIPES[plan.recipe])
     train = len(data.of(cell).train.y)
     return CellSpec(cell_id=cell.cell_id, data=data.key(cell), trial=trial.to_dict(),
                     source=cell.source.cell_id if cell.source else None, samples=plan.samples, seeds=plan.seeds,

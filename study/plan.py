@@ -47,6 +47,7 @@ class StudyPlan:
     lr_range: tuple[float, float] = LR_RANGE
     budgets: dict = field(default_factory=dict)  # model -> {"max_epochs": ..., "limit": ...}: its own budget
     split: str = "kaggle"  # arrhythmia beats: the Kaggle CSVs, or a PhysioNet build (intra / inter-patient)
+    rhythm: bool = False  # arrhythmia models see each beat's RR intervals (a PhysioNet build's: data/rhythm.py)
     # study/config.py RECIPES: how every trial trains. A study made before recipes existed trained with plain Adam.
     recipe: str = field(default="default", metadata={BEFORE: "original"})
     created: str = field(default="", compare=False)
@@ -57,6 +58,10 @@ class StudyPlan:
     def epochs(self, cell: Cell) -> int:
         """Successive halving's maximum epochs for the cell's trials (their seed runs train as long)."""
         return self.budgets.get(cell.model, {}).get("max_epochs", self.max_epochs)[cell.task]
+
+    def rhythm_of(self, cell: Cell) -> bool:
+        """Whether the cell's models take RR intervals: arrhythmia cells of a --rhythm study (PTB CSVs have none)."""
+        return self.rhythm and cell.task == "arrhythmia"
 
     def limit_of(self, cell: Cell) -> int | None:
         """Beats kept of each CSV for the cell's model (None: all)."""
@@ -69,6 +74,9 @@ def resolve_plan(args: argparse.Namespace) -> StudyPlan:
     grace = args.grace_period if args.grace_period is not None else profile.grace_period
     seeds = args.seeds if args.seeds is not None else profile.seeds
     cells = make_grid(tasks=args.tasks, models=args.models, oversample=args.oversample, inits=args.inits)
+    if args.rhythm and args.split == "kaggle":
+        raise ValueError("--rhythm gives the arrhythmia models each beat's RR intervals, which the Kaggle CSVs do not "
+                         "hold: add --split intra or --split inter (a build of python -m data.physionet)")
     if args.split != "kaggle":
         built = task_input(Path(args.input), "arrhythmia", args.split)
         if not _has_real_data(built, {"arrhythmia"}):
@@ -110,7 +118,7 @@ def resolve_plan(args: argparse.Namespace) -> StudyPlan:
         data_seed=args.data_seed, search_seed=args.seed, cpus_per_trial=args.cpus_per_trial,
         gpus_per_trial=args.gpus_per_trial if args.gpus_per_trial is not None else -1.0,
         max_concurrent=args.max_concurrent, transfer_mode=args.transfer_mode or profile.transfer_mode,
-        split=args.split, recipe=args.recipe,
+        split=args.split, rhythm=args.rhythm, recipe=args.recipe,
         batch_sizes=profile.batch_sizes, lr_range=profile.lr_range, budgets=budgets,
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"))
 
@@ -240,6 +248,9 @@ def add_launch_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--split", choices=("kaggle", "intra", "inter"), default="kaggle",
                         help="arrhythmia beats: the Kaggle CSVs (default), or built from the PhysioNet records by "
                              "python -m data.physionet into INPUT/physionet-intra or INPUT/physionet-inter")
+    parser.add_argument("--rhythm", action="store_true",
+                        help="with --split intra or inter: the arrhythmia models see each beat's RR intervals beside "
+                             "its samples (data/rhythm.py); MI cells read the PTB CSVs, which have none")
     parser.add_argument("--smote-method", choices=SMOTE_METHODS, default="smote-tomek",
                         help="what the 'smote' cells run (default: smote-tomek, as the original's 'smote')")
     parser.add_argument("--transfer-mode", choices=TRANSFER_MODES, default=None,

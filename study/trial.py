@@ -21,7 +21,7 @@ from torch import nn
 from data import TaskData, save_split_indices
 from data.files import write_json
 from models import (CheckpointError, body_parameters, build_model, build_transfer_model, head_parameters,
-                    load_checkpoint, load_weights, save_checkpoint, save_torch)
+                    load_checkpoint, load_weights, rhythm_inputs, save_checkpoint, save_torch)
 from study.config import (BEST_FILE, CONFIG_FILE, EPOCHS_FILE, FINAL_FILE, LAST_FILE, SPLITS_FILE,
                           TrialConfig)
 from study.metrics import classification_metrics, flat_metrics, selection_key, selection_value
@@ -76,12 +76,17 @@ def compute_loss(logits: torch.Tensor, y: torch.Tensor, task: str) -> torch.Tens
 
 def build_trial_model(config: TrialConfig) -> nn.Module:
     """A fresh model, an MI model transferred from an arrhythmia checkpoint, or a warm start of the same task."""
+    rhythm = rhythm_inputs(config.to_dict())
     if not config.is_transfer:
-        return build_model(config.model, config.task)
+        return build_model(config.model, config.task, rhythm)
     checkpoint = read_init(config.init)
     if config.task == "mi":
-        return build_transfer_model(config.model, checkpoint, config.transfer_mode)
-    model = build_model(config.model, config.task)
+        return build_transfer_model(config.model, checkpoint, config.transfer_mode, rhythm)
+    if rhythm_inputs(checkpoint["config"]) != rhythm:
+        trained = "with" if rhythm_inputs(checkpoint["config"]) else "without"
+        raise CheckpointError(f"--init {config.init} was trained {trained} --rhythm, and a warm start of the same "
+                              f"task needs the same inputs: {'drop' if rhythm else 'add'} --rhythm")
+    model = build_model(config.model, config.task, rhythm)
     load_weights(model, checkpoint)
     return model
 
@@ -182,7 +187,7 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: np.ndarray, task: str, class_
 def check_data(config: TrialConfig, data: TaskData) -> None:
     """The data must be what the config describes, or the trial's record would lie about it."""
     expected = {"task": config.task, "oversample": config.oversample, "seed": config.data_seed,
-                "val_fraction": config.val_fraction}
+                "val_fraction": config.val_fraction, "rhythm": config.rhythm}
     for name, value in expected.items():
         actual = getattr(data, name)
         if actual != value:

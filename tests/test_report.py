@@ -486,6 +486,10 @@ def test_an_inter_patient_study_gets_se_and_ppv_of_n_s_v_f_and_every_report_name
     text = build_report(study_dir, tmp_path / "default", plots=False, quiet=True).report_path.read_text()
     assert "- training recipe of every trial: default (AdamW (weight decay 0.01), cosine after 2 warm-up epochs)" in text
     assert "Inter-patient" not in text
+    assert "RR intervals" not in text
+    (study_dir / "study.json").write_text(json.dumps({**info, "plan": {"split": "inter", "rhythm": True}}))
+    text = build_report(study_dir, tmp_path / "rhythm", plots=False, quiet=True).report_path.read_text()
+    assert "- arrhythmia models see each beat's RR intervals beside its samples (`--rhythm`, data/rhythm.py)" in text
 
 
 def test_a_cells_file_in_place_of_the_cells_folder_is_named(study_dir, tmp_path):

@@ -56,6 +56,9 @@ def _header(study: ReportedStudy) -> list[str]:
         recipe = str(record.plan.get("recipe", "original"))  # a study from before recipes: the original's
         how = f" ({describe_recipe(RECIPES[recipe])})" if recipe in RECIPES else ""
         facts.append(f"training recipe of every trial: {recipe}{how}")
+        if record.plan.get("rhythm") is True:
+            facts.append("arrhythmia models see each beat's RR intervals beside its samples (`--rhythm`, "
+                         "data/rhythm.py)")
     facts.append(f"{done} of {len(study.cells)} cells have results; {waiting} {NO_RESULT}"
                  + (f"; {bad} unreadable" if bad else ""))
     failed = [c for c in study.cells if c.ok and c.trials_failed]

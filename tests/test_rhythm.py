@@ -1,0 +1,195 @@
+"""RR intervals beside each beat (--rhythm): the features (data/rhythm.py), their way into the splits, the models'
+heads and checkpoints, and a trial that trains with them."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+import data.physionet as pn
+from data import DataError, prepare_task
+from data.constants import BEAT_LEN, MITBIH_TEST, MITBIH_TRAIN
+from data.records import read_records
+from data.rhythm import FEATURES, SCALE, record_features, rhythm_features
+from models import (MODEL_NAMES, CheckpointError, build_from_checkpoint, build_model, build_transfer_model,
+                    save_checkpoint)
+from study.cli import main
+from study.config import TrialConfig
+from study.trial import build_trial_model, run_trial
+from tests.test_physionet import write_records
+
+pytestmark = pytest.mark.filterwarnings("ignore::data.checks.DataWarning")  # generated records share one waveform
+K = len(FEATURES)
+
+
+# ------------------------------------------------------------------------------------------------ the features
+
+def test_a_steady_rhythm_gives_zeros_and_a_premature_beat_is_early_then_followed_by_a_pause():
+    steady = record_features(np.arange(0, 4000, 100))
+    assert steady.shape == (40, K) and steady.dtype == np.float32 and np.abs(steady).max() < 1e-5
+    samples = np.arange(0, 4000, 100)
+    samples[20] -= 40  # premature: 60 after the previous R peak, 140 before the next
+    features = dict(zip(FEATURES, record_features(samples)[20]))
+    # the 11 intervals around it sum to 1100 whatever the one beat's place: local is 100
+    assert features["pre/local"] == pytest.approx(SCALE * math.log(0.6), rel=1e-5)
+    assert features["post/local"] == pytest.approx(SCALE * math.log(1.4), rel=1e-5)
+    assert features["pre/mean"] < -2 and features["post/mean"] > 1.5 and abs(features["local/mean"]) < 1e-4
+    assert abs(record_features(samples)[10]).max() < 1e-4  # beats far from it: a steady rhythm
+
+
+def test_a_record_split_over_both_files_gets_the_intervals_of_its_whole_sequence(tmp_path):
+    # intra: a record's beats land in both files; each file alone would show gaps where the other's beats are
+    records = write_records(tmp_path / "mitdb", ("100", "101"), "NNNNNNAV", seed=3)  # a beat every 0.8 s
+    pn.build("mitdb", records, tmp_path / "intra", split="intra")
+    paths = [tmp_path / "intra" / MITBIH_TRAIN, tmp_path / "intra" / MITBIH_TEST]
+    rows = [len(read_records(path, sum(1 for _ in open(path)))) for path in paths]
+    train, test = rhythm_features(paths, rows)
+    assert train.shape == (rows[0], K) and test.shape == (rows[1], K)
+    assert np.abs(np.concatenate([train, test])).max() < 1e-4
+    alone = rhythm_features(paths[:1], rows[:1])[0]
+    assert np.abs(alone).max() > 1  # what computing each file on its own would have given
+
+
+@pytest.fixture(scope="module")
+def inter_build(tmp_path_factory):
+    """An inter-patient build of records whose S beats come early: DS1 101 106 108 109, DS2 100 103."""
+    tmp = tmp_path_factory.mktemp("rhythm")
+    folder = write_records(tmp / "mitdb", ("100", "101", "103", "106", "108", "109"), "NNNNNNAVFQ", seed=1)
+    pn.build("mitdb", folder, tmp / "inter", split="inter")
+    return tmp / "inter"
+
+
+def test_prepare_task_puts_the_features_after_the_samples_and_in_the_fingerprint(inter_build):
+    plain = prepare_task("arrhythmia", inter_build, seed=0, val_fraction=0.25)
+    data = prepare_task("arrhythmia", inter_build, seed=0, val_fraction=0.25, rhythm=True)
+    rows = [len(plain.train) + len(plain.val), len(plain.test)]
+    features = rhythm_features([inter_build / MITBIH_TRAIN, inter_build / MITBIH_TEST], rows)
+    for split, pool in ((data.train, 0), (data.val, 0), (data.test, 1)):
+        assert split.x.shape[1] == BEAT_LEN + K
+        assert np.array_equal(split.x[:, BEAT_LEN:], features[pool][split.index])
+    assert np.array_equal(data.train.x[:, :BEAT_LEN], plain.train.x) and data.val_records == plain.val_records
+    assert data.rhythm and not plain.rhythm and data.fingerprint != plain.fingerprint
+    assert "RR features" in data.summary() and "RR features" not in plain.summary()
+    smote = prepare_task("arrhythmia", inter_build, seed=0, val_fraction=0.25, rhythm=True, oversample="smote")
+    assert smote.train.x.shape[1] == BEAT_LEN + K and len(smote.train) > len(data.train)
+
+
+def test_a_folder_without_side_files_is_one_sentence_naming_the_file(demo_dir):
+    with pytest.raises(DataError, match=r"^--rhythm needs each beat's R-peak position, .* "
+                                        r"\S+mitbih_train.beats.csv does not exist \(the Kaggle CSVs carry no RR"):
+        prepare_task("arrhythmia", demo_dir, seed=0, rhythm=True)
+
+
+# ---------------------------------------------------------------------------------------------------- models
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_every_model_takes_the_features_into_its_head(name):
+    torch.manual_seed(0)
+    model = build_model(name, "arrhythmia", K).eval()
+    x = torch.rand(3, BEAT_LEN + K)
+    moved = x.clone()
+    moved[:, BEAT_LEN:] += 1
+    with torch.no_grad():
+        assert model(x).shape == (3, 5) and not torch.allclose(model(x), model(moved))
+    assert model.fc1.in_features == build_model(name, "arrhythmia").fc1.in_features + K
+    with pytest.raises(ValueError, match=rf"expected beats with {K} RR-interval features, shaped \(batch, "
+                                         rf"{BEAT_LEN + K}\), got \(3, {BEAT_LEN}\)"):
+        model(x[:, :BEAT_LEN])
+
+
+def test_cnet_learns_a_class_only_the_rhythm_tells():
+    # both classes share one shape; only pre/local says which beat is premature
+    g = torch.Generator().manual_seed(0)
+    n = 512
+    y = torch.randint(0, 2, (n,), generator=g)
+    rhythm = torch.randn(n, K, generator=g) * 0.3
+    rhythm[:, 0] += torch.where(y == 1, -2.0, 0.5)
+    x = torch.cat([torch.rand(n, BEAT_LEN, generator=g), rhythm], 1)
+    torch.manual_seed(0)
+    model = build_model("cnet", "arrhythmia", K)
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    for _ in range(60):
+        loss = F.cross_entropy(model(x[:384]), y[:384])
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    with torch.no_grad():
+        accuracy = (model(x[384:]).argmax(1) == y[384:]).float().mean()
+    assert accuracy > 0.95  # on the 128 beats it did not train on; chance is about 0.5
+
+
+def test_checkpoints_rebuild_their_inputs_and_transfer_takes_the_body_only(tmp_path):
+    model = build_model("cnet", "arrhythmia", K)
+    path = save_checkpoint(tmp_path / "best.pt", model, model_name="cnet", task="arrhythmia",
+                           config=TrialConfig(rhythm=True), fingerprint="f", epoch=1, metrics={})
+    again = build_from_checkpoint(path)
+    assert again.fc1.in_features == model.fc1.in_features
+    assert all(torch.equal(a, b) for a, b in zip(again.state_dict().values(), model.state_dict().values()))
+    with pytest.raises(ValueError, match="not a 'cnet' model for task 'arrhythmia'"):
+        save_checkpoint(tmp_path / "other.pt", model, model_name="cnet", task="arrhythmia",
+                        config=TrialConfig(), fingerprint="f", epoch=1, metrics={})
+    for rhythm in (0, K):  # the MI head is fresh: it takes the features or not, as the MI trial asks
+        mi = build_transfer_model("cnet", path, rhythm=rhythm)
+        assert mi.fc1.in_features == 64 + rhythm and torch.equal(mi.c1.weight, model.c1.weight)
+    plain = TrialConfig(init=str(path))
+    with pytest.raises(CheckpointError, match=r"was trained with --rhythm, and a warm start of the same task needs "
+                                              r"the same inputs: add --rhythm"):
+        build_trial_model(plain)
+    assert build_trial_model(plain.replace(rhythm=True)).fc1.in_features == 64 + K
+
+
+# ------------------------------------------------------------------------------------------ config and trials
+
+def test_rhythm_is_written_only_where_it_is_on_and_reads_back():
+    assert "rhythm" not in TrialConfig().to_dict()  # configs written before --rhythm compare the same
+    on = TrialConfig(rhythm=True)
+    assert on.to_dict()["rhythm"] is True and TrialConfig.from_dict(json.loads(json.dumps(on.to_dict()))) == on
+    with pytest.raises(ValueError, match="rhythm must be true or false; got 'yes'"):
+        TrialConfig(rhythm="yes")
+
+
+def test_a_trial_with_rhythm_records_it_and_refuses_data_without(inter_build, tmp_path):
+    config = TrialConfig(epochs=2, batch_size=32, device="cpu", precision="fp32", val_fraction=0.25, rhythm=True)
+    data = prepare_task("arrhythmia", inter_build, seed=0, val_fraction=0.25, rhythm=True)
+    final = run_trial(config, data, tmp_path / "t")
+    assert final["config"]["rhythm"] is True
+    assert json.loads((tmp_path / "t" / "config.json").read_text())["config"]["rhythm"] is True
+    assert build_from_checkpoint(tmp_path / "t" / "best.pt").fc1.in_features == 64 + K
+    plain = prepare_task("arrhythmia", inter_build, seed=0, val_fraction=0.25)
+    with pytest.raises(ValueError, match="The data was prepared with rhythm=False but the trial config says True"):
+        run_trial(config, plain, tmp_path / "u")
+
+
+def test_the_trial_command_names_what_is_missing(demo_dir, tmp_path, capsys):
+    code = main(["trial", "--input", str(demo_dir), "--rhythm", "--epochs", "1", "--out", str(tmp_path / "t")])
+    assert code == 2
+    assert "mitbih_train.beats.csv does not exist (the Kaggle CSVs carry no RR intervals)" in capsys.readouterr().err
+    assert not (tmp_path / "t").exists()
+
+
+def test_a_study_gives_the_intervals_to_its_arrhythmia_cells_only(inter_build, demo_dir, tmp_path, capsys):
+    import shutil
+
+    from study.grid import Cell
+    from study.launch import StudyData, cell_spec
+    from study.plan import resolve_plan
+    from tests.standins import launch_args
+
+    (tmp_path / "input").mkdir()
+    shutil.copytree(inter_build, tmp_path / "input" / "physionet-inter")
+    for name in ("ptbdb_normal.csv", "ptbdb_abnormal.csv"):
+        shutil.copy(demo_dir / name, tmp_path / "input" / name)
+    flags = ["--profile", "smoke", "--input", tmp_path / "input", "--results", tmp_path / "results"]
+    assert main(["launch", *map(str, flags), "--rhythm"]) == 2
+    assert "--rhythm gives the arrhythmia models each beat's RR intervals, which the Kaggle CSVs do not hold: add " \
+           "--split intra or --split inter" in capsys.readouterr().err
+    plan = resolve_plan(launch_args(*flags, "--split", "inter", "--rhythm", "--models", "cnet"))
+    data = StudyData(plan)
+    arrhythmia = cell_spec(Cell.from_id("arrhythmia-cnet-none-scratch"), plan, data)
+    mi = cell_spec(Cell.from_id("mi-cnet-none-transfer"), plan, data)
+    assert arrhythmia.trial["rhythm"] is True and "rhythm" not in mi.trial
+    assert data.of(Cell.from_id("arrhythmia-cnet-none-scratch")).train.x.shape[1] == BEAT_LEN + K
+    assert data.of(Cell.from_id("mi-cnet-none-scratch")).train.x.shape[1] == BEAT_LEN
