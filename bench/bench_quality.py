@@ -1,11 +1,13 @@
-"""How good the trial's recipe is on real beats: the original's plain Adam against the default recipe.
+"""How good the trial's recipe is on real beats: the original's plain Adam, the default recipe, and the default with
+each beat's RR intervals beside it (--rhythm, data/rhythm.py).
 
     python -m bench.bench_quality [--records ../shared/physionet/mitdb] [--epochs 40] [--seeds 0,1,2]
+    python -m bench.bench_quality --finished-only      # the section again from the runs finished so far
 
 Builds the MIT-BIH records into the Kaggle format with data.physionet (the `intra` split, a random 80/20 split of
 beats like Kaggle's; the `inter` split, de Chazal et al.'s DS1 / DS2, validation by whole DS1 records), then trains
-`cnet` at the original's settings (lr 0.001, batch 256, `--epochs` epochs) with each recipe and seed. The epoch is
-chosen on validation macro F1 and the test split is evaluated once. Every run is a trial folder under
+`cnet` at the original's settings (lr 0.001, batch 256, `--epochs` epochs) with each recipe (`--recipes`) and seed.
+The epoch is chosen on validation macro F1 and the test split is evaluated once. Every run is a trial folder under
 bench/_work/quality/, so the same command continues an interrupted benchmark; the "quality" section of
 bench/RESULTS.md is rewritten after each run. Stops with one line where the records are absent (users' clones).
 """
@@ -21,7 +23,7 @@ import numpy as np
 from bench._results import write_section
 from data import prepare_task
 from data.physionet import build
-from study.config import RECIPES, TrialConfig, describe_recipe
+from study.config import FINAL_FILE, RECIPES, TrialConfig, describe_recipe
 from study.metrics import AAMI_REPORTED, inter_patient_figures
 from study.trial import run_trial
 
@@ -129,6 +131,8 @@ def main() -> int:
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--recipes", default="original,default,default+rhythm", help=f"of {', '.join(CANDIDATES)}")
     parser.add_argument("--splits", default="intra,inter")
+    parser.add_argument("--finished-only", action="store_true",
+                        help="train nothing: rewrite the section from the runs already finished under bench/_work")
     parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
                         help="fp32 (default): the figures compare across machines; bf16: autocast, as --precision auto "
                              "trains where the CPU computes bf16 natively")
@@ -155,6 +159,8 @@ def main() -> int:
                 config = TrialConfig(epochs=args.epochs, seed=seed, device="cpu", precision=args.precision, **fields)
                 folder = WORK / folder_name(split, fields, args.epochs, seed, args.precision)
                 split_data = data[split, config.rhythm]
+                if args.finished_only and not (folder / FINAL_FILE).is_file():
+                    continue
                 final = run_trial(config, split_data, folder, log=print)
                 runs[(split, recipe, seed)] = {**final, "minutes": final["train_seconds"] / 60,
                                                "val_records": split_data.val_records}

@@ -21,11 +21,12 @@ from models.transfer import (
     load_weights,
     save_checkpoint,
     save_torch,
+    trained_with_rhythm,
 )
 
 __all__ = [
     "MODEL_NAMES", "NUM_OUTPUTS", "TRANSFER_MODES", "CheckpointError", "as_beats", "body_parameters",
     "build_from_checkpoint", "build_model", "build_transfer_model", "head_parameters", "import_original_cnet",
     "list_models", "load_checkpoint", "load_original_cnet", "load_weights", "rhythm_inputs", "save_checkpoint",
-    "save_torch", "unwrap",
+    "save_torch", "trained_with_rhythm", "unwrap",
 ]

@@ -37,9 +37,9 @@ def check_task(task: str) -> None:
         raise ValueError(f"unknown task {task!r}; valid tasks: {', '.join(TASKS)}")
 
 
-def rhythm_inputs(config: dict) -> int:
-    """How many RR-interval features a model trained with ``config`` (a trial config as a dict) takes."""
-    return len(RHYTHM_FEATURES) if isinstance(config, dict) and config.get("rhythm") is True else 0
+def rhythm_inputs(rhythm: bool) -> int:
+    """Inputs a model takes beside each beat's samples: its RR-interval features (data/rhythm.py), or none."""
+    return len(RHYTHM_FEATURES) if rhythm else 0
 
 
 def build_model(name: str, task: str, rhythm_inputs: int = 0) -> nn.Module:

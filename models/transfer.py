@@ -73,6 +73,11 @@ def _reference_shapes(name: str, task: str, rhythm: int = 0) -> dict[str, tuple[
         return {k: tuple(v.shape) for k, v in build_model(name, task, rhythm).state_dict().items()}
 
 
+def trained_with_rhythm(config) -> bool:
+    """Whether a checkpoint's config (the trial's, as saved) says its model took each beat's RR intervals."""
+    return isinstance(config, dict) and config.get("rhythm") is True
+
+
 def save_torch(path: Path | str, obj) -> Path:
     """torch.save into memory, then one atomic write: a full disk then raises data.files.WriteError naming
     ``path`` (ENOSPC, EFBIG ...), where torch's own file writer raises a RuntimeError about zip record positions."""
@@ -92,7 +97,7 @@ def save_checkpoint(path, model: nn.Module, *, model_name: str, task: str, confi
         raise ValueError(f"checkpoint fingerprint must be a str, got {type(fingerprint).__name__}")
     state = {k: v.detach().cpu() for k, v in unwrap(model).state_dict().items()}
     config = _plain(config, "config")
-    expected = _reference_shapes(model_name, task, rhythm_inputs(config))
+    expected = _reference_shapes(model_name, task, rhythm_inputs(trained_with_rhythm(config)))
     got = {k: tuple(v.shape) for k, v in state.items()}
     if got != expected:
         raise ValueError(f"the model being saved is not a {model_name!r} model for task {task!r} "
@@ -255,8 +260,8 @@ def build_from_checkpoint(checkpoint, *, name: str | None = None, task: str | No
     if task is not None and checkpoint["task"] != task:
         raise CheckpointError(f"checkpoint {where} holds a model for task {checkpoint['task']!r}, "
                               f"not for the {task!r} task asked for (transfer goes from arrhythmia to mi)")
-    return load_weights(build_model(checkpoint["model"], checkpoint["task"], rhythm_inputs(checkpoint["config"])),
-                        checkpoint)
+    rhythm = rhythm_inputs(trained_with_rhythm(checkpoint["config"]))
+    return load_weights(build_model(checkpoint["model"], checkpoint["task"], rhythm), checkpoint)
 
 
 def build_transfer_model(name: str, checkpoint_path, mode: str = "frozen", rhythm: int = 0) -> nn.Module:

@@ -21,7 +21,8 @@ from torch import nn
 from data import TaskData, save_split_indices
 from data.files import write_json
 from models import (CheckpointError, body_parameters, build_model, build_transfer_model, head_parameters,
-                    load_checkpoint, load_weights, rhythm_inputs, save_checkpoint, save_torch)
+                    load_checkpoint, load_weights, rhythm_inputs, save_checkpoint, save_torch,
+                    trained_with_rhythm)
 from study.config import (BEST_FILE, CONFIG_FILE, EPOCHS_FILE, FINAL_FILE, LAST_FILE, SPLITS_FILE,
                           TrialConfig)
 from study.metrics import classification_metrics, flat_metrics, selection_key, selection_value
@@ -76,14 +77,14 @@ def compute_loss(logits: torch.Tensor, y: torch.Tensor, task: str) -> torch.Tens
 
 def build_trial_model(config: TrialConfig) -> nn.Module:
     """A fresh model, an MI model transferred from an arrhythmia checkpoint, or a warm start of the same task."""
-    rhythm = rhythm_inputs(config.to_dict())
+    rhythm = rhythm_inputs(config.rhythm)
     if not config.is_transfer:
         return build_model(config.model, config.task, rhythm)
     checkpoint = read_init(config.init)
     if config.task == "mi":
         return build_transfer_model(config.model, checkpoint, config.transfer_mode, rhythm)
-    if rhythm_inputs(checkpoint["config"]) != rhythm:
-        trained = "with" if rhythm_inputs(checkpoint["config"]) else "without"
+    if trained_with_rhythm(checkpoint["config"]) != config.rhythm:
+        trained = "without" if config.rhythm else "with"
         raise CheckpointError(f"--init {config.init} was trained {trained} --rhythm, and a warm start of the same "
                               f"task needs the same inputs: {'drop' if rhythm else 'add'} --rhythm")
     model = build_model(config.model, config.task, rhythm)

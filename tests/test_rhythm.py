@@ -101,24 +101,24 @@ def test_every_model_takes_the_features_into_its_head(name):
 
 
 def test_cnet_learns_a_class_only_the_rhythm_tells():
-    # both classes share one shape; only pre/local says which beat is premature
+    # every beat has one shape; only pre/local says which beat is premature
     g = torch.Generator().manual_seed(0)
-    n = 512
+    n, n_train = 192, 64
     y = torch.randint(0, 2, (n,), generator=g)
     rhythm = torch.randn(n, K, generator=g) * 0.3
     rhythm[:, 0] += torch.where(y == 1, -2.0, 0.5)
-    x = torch.cat([torch.rand(n, BEAT_LEN, generator=g), rhythm], 1)
+    x = torch.cat([torch.rand(1, BEAT_LEN, generator=g).expand(n, -1), rhythm], 1)
     torch.manual_seed(0)
     model = build_model("cnet", "arrhythmia", K)
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
     for _ in range(60):
-        loss = F.cross_entropy(model(x[:384]), y[:384])
+        loss = F.cross_entropy(model(x[:n_train]), y[:n_train])
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
     with torch.no_grad():
-        accuracy = (model(x[384:]).argmax(1) == y[384:]).float().mean()
-    assert accuracy > 0.95  # on the 128 beats it did not train on; chance is about 0.5
+        accuracy = (model(x[n_train:]).argmax(1) == y[n_train:]).float().mean()
+    assert accuracy > 0.9  # 0.95 on the 128 beats it did not train on; chance is about 0.5
 
 
 def test_checkpoints_rebuild_their_inputs_and_transfer_takes_the_body_only(tmp_path):
