@@ -9,9 +9,12 @@ A PhysioNet build names every row's record and R-peak sample in its side file (d
 known. Per record (the rows of all the build's files together: the intra split puts beats of one record in both),
 in the order of its R peaks:
     pre   = this R peak minus the previous one   (the record's first beat: post)
-    post  = the next R peak minus this one        (the record's last beat kept: pre)
+    post  = the next R peak minus this one        (the record's last beat kept: pre, as the build drops the last)
     local = the mean of pre over the 11 beats centred on this one
     mean  = the mean of pre over the record
+Like de Chazal et al.'s, these are offline features: local and mean look at later beats of the record too (a test
+record's own beats, never another record's). A record with one beat kept has no interval: its features are 0, a
+steady rhythm's.
 The features (FEATURES) are log ratios, so a patient's own rate is the unit and no sampling rate is needed:
 log(pre/local), log(post/local), log(pre/mean), log(post/mean), log(local/mean), each times SCALE (their spread over
 MIT-BIH's DS1 beats is about 1/6), float32. The Kaggle CSVs have no side files, and so no features.
@@ -21,10 +24,11 @@ from pathlib import Path
 
 import numpy as np
 
-from data.beats import DataError
+from data.beats import DataError, content_sha256
 from data.records import read_side, side_file
 
 FEATURES = ("pre/local", "post/local", "pre/mean", "post/mean", "local/mean")
+VERSION = 1  # bump when the features change: it is part of the data fingerprint (data/splits.py)
 LOCAL_BEATS = 11
 SCALE = 6.0
 
@@ -39,6 +43,11 @@ def record_features(samples: np.ndarray) -> np.ndarray:
     mean = pre.mean()
     ratios = np.stack([pre / local, post / local, pre / mean, post / mean, local / mean], axis=1)
     return (SCALE * np.log(ratios)).astype(np.float32)
+
+
+def side_digests(paths) -> list[str]:
+    """The sha256 of each CSV's side file (CRLF read as LF): what the features are computed from."""
+    return [content_sha256(side_file(path))[0] for path in paths]
 
 
 def rhythm_features(paths: list[Path], rows: list[int]) -> list[np.ndarray]:
@@ -56,9 +65,11 @@ def rhythm_features(paths: list[Path], rows: list[int]) -> list[np.ndarray]:
     for name in np.unique(records):
         at = np.flatnonzero(records == name)
         at = at[np.argsort(samples[at], kind="stable")]
-        if len(at) < 2 or np.any(np.diff(samples[at]) <= 0):
-            which = "holds one beat" if len(at) < 2 else "has two beats at one R-peak sample"
-            raise DataError(f"record {name} in {', '.join(str(side_file(p)) for p in paths)} {which}; RR intervals "
-                            "need distinct R peaks: build the folder again")
+        if len(at) < 2:
+            continue  # no interval: a steady rhythm's zeros
+        if np.any(np.diff(samples[at]) <= 0):
+            raise DataError(f"record {name} has two beats at one R-peak sample in "
+                            f"{', '.join(str(side_file(p)) for p in paths)}; RR intervals need distinct R peaks: "
+                            "build the folder again")
         features[at] = record_features(samples[at])
     return np.split(features, np.cumsum(rows)[:-1])

@@ -35,7 +35,7 @@ from data.constants import (BEAT_LEN, DEMO_MANIFEST, KAGGLE_FILES, MITBIH_TEST, 
                             PHYSIONET_BUILD, PTB_NORMAL, TASK_CLASSES, TASK_FILES, TASKS)
 from data.oversample import oversample_arrays
 from data.records import read_records, record_split
-from data.rhythm import rhythm_features
+from data.rhythm import VERSION as RHYTHM_VERSION, rhythm_features, side_digests
 
 SPLIT_VERSION = 1  # bump when the way splits are drawn changes: it is part of every fingerprint
 MI_TEST_SIZE, MI_TEST_RANDOM_STATE = 0.2, 1  # the original project's split, kept for comparability
@@ -151,7 +151,8 @@ def prepare_task(task: str, input_dir="input", *, seed: int = 0, val_fraction: f
     split_key = {"version": SPLIT_VERSION, "task": task, "files": {n: f.sha256 for n, f in files.items()},
                  "seed": int(seed), "val_fraction": float(val_fraction), "limit": limit,
                  **({"val_records": list(val_records)} if val_records else {}),
-                 **({"rhythm": hashlib.sha256(np.concatenate(features).tobytes()).hexdigest()} if rhythm else {})}
+                 **({"rhythm": {"version": RHYTHM_VERSION, "side_files": side_digests(input_dir / n for n in files)}}
+                    if rhythm else {})}
     split_fingerprint = _digest(split_key)
     plain_fingerprint = _digest({"split": split_fingerprint, "oversample": "none"})
     if oversample != "none":  # cached under the fingerprint of the data it starts from

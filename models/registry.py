@@ -47,4 +47,7 @@ def build_model(name: str, task: str, rhythm_inputs: int = 0) -> nn.Module:
     with each beat's RR-interval features (data/rhythm.py) after its samples; output logits (batch, outputs)."""
     check_model_name(name)
     check_task(task)
+    if isinstance(rhythm_inputs, bool) or not isinstance(rhythm_inputs, int) or rhythm_inputs < 0:
+        raise ValueError(f"rhythm_inputs is a number of features (0 for none; rhythm_inputs(True) gives "
+                         f"{len(RHYTHM_FEATURES)}), got {rhythm_inputs!r}")
     return _BUILDERS[name](NUM_OUTPUTS[task], rhythm_inputs)

@@ -66,11 +66,11 @@ def _plain(value: Any, what: str) -> Any:
         raise ValueError(f"checkpoint {what} must hold plain JSON-able values; found a {err}") from None
 
 
-def _reference_shapes(name: str, task: str, rhythm: int = 0) -> dict[str, tuple[int, ...]]:
-    """Parameter shapes of model `name` for `task` (with `rhythm` RR-interval inputs), built on the meta device (no
-    memory, no RNG draws)."""
+def _reference_shapes(name: str, task: str, rhythm_inputs: int = 0) -> dict[str, tuple[int, ...]]:
+    """Parameter shapes of model `name` for `task` (with `rhythm_inputs` RR-interval inputs), built on the meta
+    device (no memory, no RNG draws)."""
     with torch.device("meta"):
-        return {k: tuple(v.shape) for k, v in build_model(name, task, rhythm).state_dict().items()}
+        return {k: tuple(v.shape) for k, v in build_model(name, task, rhythm_inputs).state_dict().items()}
 
 
 def trained_with_rhythm(config) -> bool:
@@ -264,9 +264,9 @@ def build_from_checkpoint(checkpoint, *, name: str | None = None, task: str | No
     return load_weights(build_model(checkpoint["model"], checkpoint["task"], rhythm), checkpoint)
 
 
-def build_transfer_model(name: str, checkpoint_path, mode: str = "frozen", rhythm: int = 0) -> nn.Module:
+def build_transfer_model(name: str, checkpoint_path, mode: str = "frozen", rhythm_inputs: int = 0) -> nn.Module:
     """An MI model `name` with the body of an arrhythmia checkpoint of the same architecture and a fresh head (taking
-    `rhythm` RR-interval features, whatever the checkpoint's head took: the body does not see them).
+    `rhythm_inputs` RR-interval features, whatever the checkpoint's head took: the body does not see them).
 
     mode "frozen": the body's parameters get requires_grad=False (only the head trains);
     mode "finetune": everything trains (give `body_parameters(model)` a lower learning rate).
@@ -282,7 +282,7 @@ def build_transfer_model(name: str, checkpoint_path, mode: str = "frozen", rhyth
     if checkpoint["task"] != "arrhythmia":
         raise CheckpointError(f"cannot transfer checkpoint {where}: it holds a model for task "
                               f"{checkpoint['task']!r}, and transfer starts from one for 'arrhythmia'")
-    model = load_weights(build_model(name, "mi", rhythm), checkpoint, head=False)
+    model = load_weights(build_model(name, "mi", rhythm_inputs), checkpoint, head=False)
     if mode == "frozen":
         for p in body_parameters(model):
             p.requires_grad_(False)

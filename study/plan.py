@@ -74,6 +74,9 @@ def resolve_plan(args: argparse.Namespace) -> StudyPlan:
     grace = args.grace_period if args.grace_period is not None else profile.grace_period
     seeds = args.seeds if args.seeds is not None else profile.seeds
     cells = make_grid(tasks=args.tasks, models=args.models, oversample=args.oversample, inits=args.inits)
+    if args.rhythm and "arrhythmia" not in args.tasks:
+        raise ValueError("--rhythm gives the arrhythmia models each beat's RR intervals, and this study has no "
+                         "arrhythmia cells (--tasks): drop --rhythm, or add arrhythmia to --tasks")
     if args.rhythm and args.split == "kaggle":
         raise ValueError("--rhythm gives the arrhythmia models each beat's RR intervals, which the Kaggle CSVs do not "
                          "hold: add --split intra or --split inter (a build of python -m data.physionet)")

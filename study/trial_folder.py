@@ -13,6 +13,7 @@ line saying so; a damaged last.pt is refused with what to do, since nothing else
 """
 
 import csv
+import dataclasses
 import io
 import json
 import platform
@@ -49,12 +50,12 @@ def load_state(path: Path, config: TrialConfig, data: TaskData) -> dict:
             what = "missing" if key not in state else f"not a {kind.__name__}"
             raise ValueError(f"{path} is damaged: its field {key} is {what}; move it away to start the trial afresh.")
     try:
-        saved = TrialConfig.from_dict(state["config"]).to_dict()
+        saved = dataclasses.asdict(TrialConfig.from_dict(state["config"]))  # every field, those to_dict leaves out too
     except (TypeError, ValueError) as error:
         raise ValueError(f"{path} is damaged: its config is not a trial's ({error}); move it away to start the trial "
                          "afresh.") from None
     resumable = RESUMABLE_CHANGES - ({"epochs"} if config.schedule != "constant" else set())
-    differences = [f"{key} {saved[key]!r} -> {value!r}" for key, value in config.to_dict().items()
+    differences = [f"{key} {saved[key]!r} -> {value!r}" for key, value in dataclasses.asdict(config).items()
                    if key not in resumable and saved[key] != value]
     if differences:
         raise ValueError(f"{path.parent} holds a trial with another config ({'; '.join(differences)}); "

@@ -12,14 +12,13 @@ import torch.nn.functional as F
 import data.physionet as pn
 from data import DataError, prepare_task
 from data.constants import BEAT_LEN, MITBIH_TEST, MITBIH_TRAIN
-from data.records import read_records
 from data.rhythm import FEATURES, SCALE, record_features, rhythm_features
 from models import (MODEL_NAMES, CheckpointError, build_from_checkpoint, build_model, build_transfer_model,
                     save_checkpoint)
 from study.cli import main
 from study.config import TrialConfig
 from study.trial import build_trial_model, run_trial
-from tests.test_physionet import write_records
+from tests.test_physionet import STEP, regular, write_record, write_records
 
 pytestmark = pytest.mark.filterwarnings("ignore::data.checks.DataWarning")  # generated records share one waveform
 K = len(FEATURES)
@@ -45,7 +44,7 @@ def test_a_record_split_over_both_files_gets_the_intervals_of_its_whole_sequence
     records = write_records(tmp_path / "mitdb", ("100", "101"), "NNNNNNAV", seed=3)  # a beat every 0.8 s
     pn.build("mitdb", records, tmp_path / "intra", split="intra")
     paths = [tmp_path / "intra" / MITBIH_TRAIN, tmp_path / "intra" / MITBIH_TEST]
-    rows = [len(read_records(path, sum(1 for _ in open(path)))) for path in paths]
+    rows = [len(path.read_text().splitlines()) for path in paths]
     train, test = rhythm_features(paths, rows)
     assert train.shape == (rows[0], K) and test.shape == (rows[1], K)
     assert np.abs(np.concatenate([train, test])).max() < 1e-4
@@ -53,28 +52,60 @@ def test_a_record_split_over_both_files_gets_the_intervals_of_its_whole_sequence
     assert np.abs(alone).max() > 1  # what computing each file on its own would have given
 
 
+def test_a_record_of_one_beat_reads_as_steady_and_two_beats_at_one_peak_are_refused(tmp_path):
+    side = tmp_path / "x.beats.csv"
+    side.write_text("row,record,sample,symbol,label\n0,r1,100,N,N\n1,r2,50,N,N\n2,r2,150,A,S\n3,r2,230,N,N\n")
+    (features,) = rhythm_features([tmp_path / "x.csv"], [4])
+    assert not features[0].any() and np.array_equal(features[1:], record_features(np.array([50, 150, 230])))
+    side.write_text("row,record,sample,symbol,label\n0,r2,50,N,N\n1,r2,50,N,N\n")
+    with pytest.raises(DataError, match=r"^record r2 has two beats at one R-peak sample in \S+x.beats.csv; RR "):
+        rhythm_features([tmp_path / "x.csv"], [2])
+
+
 @pytest.fixture(scope="module")
 def inter_build(tmp_path_factory):
-    """An inter-patient build of records whose S beats come early: DS1 101 106 108 109, DS2 100 103."""
+    """An inter-patient build (DS1 101 106 108 109, DS2 100 103) whose S beats come 0.4 s early, every 7th beat."""
     tmp = tmp_path_factory.mktemp("rhythm")
-    folder = write_records(tmp / "mitdb", ("100", "101", "103", "106", "108", "109"), "NNNNNNAVFQ", seed=1)
-    pn.build("mitdb", folder, tmp / "inter", split="inter")
+    rng = np.random.default_rng(1)
+    for name in ("100", "101", "103", "106", "108", "109"):
+        peaks = regular(0.8, seconds=40)
+        symbols = list(rng.choice(list("NNNNNNVFQ"), size=len(peaks)))
+        for k in range(3, len(peaks) - 1, 7):
+            peaks[k] -= 2 * STEP
+            symbols[k] = "A"
+        write_record(tmp / "mitdb", name, peaks, symbols, seconds=40)
+    pn.build("mitdb", tmp / "mitdb", tmp / "inter", split="inter")
     return tmp / "inter"
 
 
-def test_prepare_task_puts_the_features_after_the_samples_and_in_the_fingerprint(inter_build):
+def pools(folder):
+    """The features of the build's two files' rows, as rhythm_features computes them for prepare_task."""
+    paths = [folder / MITBIH_TRAIN, folder / MITBIH_TEST]
+    return rhythm_features(paths, [len(path.read_text().splitlines()) for path in paths])
+
+
+def test_prepare_task_puts_each_beats_features_after_its_samples_and_in_the_fingerprint(inter_build):
     plain = prepare_task("arrhythmia", inter_build, seed=0, val_fraction=0.25)
     data = prepare_task("arrhythmia", inter_build, seed=0, val_fraction=0.25, rhythm=True)
-    rows = [len(plain.train) + len(plain.val), len(plain.test)]
-    features = rhythm_features([inter_build / MITBIH_TRAIN, inter_build / MITBIH_TEST], rows)
+    features = pools(inter_build)
     for split, pool in ((data.train, 0), (data.val, 0), (data.test, 1)):
         assert split.x.shape[1] == BEAT_LEN + K
         assert np.array_equal(split.x[:, BEAT_LEN:], features[pool][split.index])
+        early = split.x[split.y == 1, BEAT_LEN]  # pre/local of the S beats: 0.4 s early against 0.8 s
+        assert len(early) and (early < SCALE * math.log(0.6)).all() and (split.x[split.y == 0, BEAT_LEN] > -1).all()
     assert np.array_equal(data.train.x[:, :BEAT_LEN], plain.train.x) and data.val_records == plain.val_records
     assert data.rhythm and not plain.rhythm and data.fingerprint != plain.fingerprint
     assert "RR features" in data.summary() and "RR features" not in plain.summary()
-    smote = prepare_task("arrhythmia", inter_build, seed=0, val_fraction=0.25, rhythm=True, oversample="smote")
-    assert smote.train.x.shape[1] == BEAT_LEN + K and len(smote.train) > len(data.train)
+
+
+@pytest.mark.parametrize("options", [{"limit": 40}, {"oversample": "smote"}])
+def test_features_stay_with_their_beats_when_subsampled_or_oversampled(inter_build, options):
+    data = prepare_task("arrhythmia", inter_build, seed=0, val_fraction=0.25, rhythm=True, **options)
+    features = pools(inter_build)
+    kept = data.train.index >= 0  # oversampling adds synthetic beats (index -1), interpolated from real ones
+    assert np.array_equal(data.train.x[kept, BEAT_LEN:], features[0][data.train.index[kept]])
+    assert np.array_equal(data.test.x[:, BEAT_LEN:], features[1][data.test.index])
+    assert (~kept).any() == ("oversample" in options) and data.train.x.shape[1] == BEAT_LEN + K
 
 
 def test_a_folder_without_side_files_is_one_sentence_naming_the_file(demo_dir):
@@ -95,6 +126,8 @@ def test_every_model_takes_the_features_into_its_head(name):
     with torch.no_grad():
         assert model(x).shape == (3, 5) and not torch.allclose(model(x), model(moved))
     assert model.fc1.in_features == build_model(name, "arrhythmia").fc1.in_features + K
+    with pytest.raises(ValueError, match="rhythm_inputs is a number of features .* got True"):
+        build_model(name, "arrhythmia", True)
     with pytest.raises(ValueError, match=rf"expected beats with {K} RR-interval features, shaped \(batch, "
                                          rf"{BEAT_LEN + K}\), got \(3, {BEAT_LEN}\)"):
         model(x[:, :BEAT_LEN])
@@ -132,7 +165,7 @@ def test_checkpoints_rebuild_their_inputs_and_transfer_takes_the_body_only(tmp_p
         save_checkpoint(tmp_path / "other.pt", model, model_name="cnet", task="arrhythmia",
                         config=TrialConfig(), fingerprint="f", epoch=1, metrics={})
     for rhythm in (0, K):  # the MI head is fresh: it takes the features or not, as the MI trial asks
-        mi = build_transfer_model("cnet", path, rhythm=rhythm)
+        mi = build_transfer_model("cnet", path, rhythm_inputs=rhythm)
         assert mi.fc1.in_features == 64 + rhythm and torch.equal(mi.c1.weight, model.c1.weight)
     plain = TrialConfig(init=str(path))
     with pytest.raises(CheckpointError, match=r"was trained with --rhythm, and a warm start of the same task needs "
@@ -161,6 +194,12 @@ def test_a_trial_with_rhythm_records_it_and_refuses_data_without(inter_build, tm
     plain = prepare_task("arrhythmia", inter_build, seed=0, val_fraction=0.25)
     with pytest.raises(ValueError, match="The data was prepared with rhythm=False but the trial config says True"):
         run_trial(config, plain, tmp_path / "u")
+    # a folder trained with the intervals is not continued without them, nor the other way round
+    with pytest.raises(ValueError, match=r"holds a trial with another config \(rhythm True -> False\)"):
+        run_trial(config.replace(rhythm=False), plain, tmp_path / "t")
+    run_trial(config.replace(rhythm=False, epochs=1), plain, tmp_path / "u")
+    with pytest.raises(ValueError, match=r"holds a trial with another config \(epochs 1 -> 2; rhythm False -> True\)"):
+        run_trial(config, data, tmp_path / "u")
 
 
 def test_the_trial_command_names_what_is_missing(demo_dir, tmp_path, capsys):
@@ -186,6 +225,8 @@ def test_a_study_gives_the_intervals_to_its_arrhythmia_cells_only(inter_build, d
     assert main(["launch", *map(str, flags), "--rhythm"]) == 2
     assert "--rhythm gives the arrhythmia models each beat's RR intervals, which the Kaggle CSVs do not hold: add " \
            "--split intra or --split inter" in capsys.readouterr().err
+    assert main(["launch", *map(str, flags), "--split", "inter", "--rhythm", "--tasks", "mi"]) == 2
+    assert "this study has no arrhythmia cells (--tasks): drop --rhythm" in capsys.readouterr().err
     plan = resolve_plan(launch_args(*flags, "--split", "inter", "--rhythm", "--models", "cnet"))
     data = StudyData(plan)
     arrhythmia = cell_spec(Cell.from_id("arrhythmia-cnet-none-scratch"), plan, data)
