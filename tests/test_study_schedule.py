@@ -18,8 +18,7 @@ from tests.standins import launch_args, still_waiting
 pytestmark = pytest.mark.slow  # one study of 40 s that every test here reads
 
 # Four arrhythmia cells and their transfer cells; seq's trials all fail. The RNNs' epochs take longer, so the cnet
-# source finishes while their arrhythmia cells still run; and bilstm's seed runs end only once cnet's transfer cell
-# has begun (60 s at most), so that a loaded machine's slow starts cannot end them first.
+# source finishes while their arrhythmia cells still run; `holding` keeps a loaded machine from reordering events.
 FLAGS = ["--profile", "smoke", "--tasks", "arrhythmia,mi", "--models", "cnet,seq,bilstm,bigru", "--oversample", "none",
          "--inits", "transfer", "--samples", "2", "--max-epochs", "4", "--grace-period", "1", "--limit", "200",
          "--seeds", "2", "--name", "schedule"]
@@ -27,19 +26,24 @@ SECONDS = {"cnet": 0.3, "seq": 0.3, "bilstm": 1.5, "bigru": 1.5}
 FAILING = ("arrhythmia-seq-none-scratch",)
 
 
-def holding_bilstm_until_the_transfer_begins(marks: Path):
-    """A stand-in's hold: the first epoch of a trial of mi-cnet-none-transfer leaves a mark; the last epoch of a
-    seed run of arrhythmia-bilstm-none-scratch waits for it. A driver that started transfer cells only after every
-    arrhythmia cell ended would keep bilstm waiting the whole 60 s and still fail the test."""
+def holding(marks: Path):
+    """A stand-in's hold that forces two orders of events a loaded machine's slow worker starts could reverse, and
+    that a driver which never brings them about still fails (each wait ends after 60 s):
+      - the first epoch of each cell's search trials waits until trials of three cells have begun (the arrhythmia
+        cells cnet, bilstm and bigru start together on 4 CPUs; a driver running one cell at a time never gets there);
+      - the last epoch of a seed run of arrhythmia-bilstm-none-scratch waits until a trial of mi-cnet-none-transfer
+        has run an epoch (a driver that started transfer cells only after every arrhythmia cell ended never does)."""
 
     def hold(config: dict, epoch: int) -> bool:
-        if config["cell"] == "mi-cnet-none-transfer" and epoch == 1:
-            (marks / "transfer-began").touch()
-        if config["cell"] != "arrhythmia-bilstm-none-scratch" or config["phase"] != "final" \
-                or epoch != config["trial"]["epochs"]:
+        cell, phase = config["cell"], config["phase"]
+        if epoch == 1:
+            (marks / f"began-{cell}").touch()
+            if phase == "search":
+                return still_waiting(marks / f"{cell}-waits", ready=len(list(marks.glob("began-*"))) >= 3)
+        if cell != "arrhythmia-bilstm-none-scratch" or phase != "final" or epoch != config["trial"]["epochs"]:
             return False
         return still_waiting(marks / f"bilstm-{config['trial']['seed']}-waits",
-                             ready=(marks / "transfer-began").exists())
+                             ready=(marks / "began-mi-cnet-none-transfer").exists())
     return hold
 
 
@@ -50,7 +54,7 @@ def schedule(tmp_path_factory):
     args = launch_args(*FLAGS, "--input", root / "input", "--results", root / "results")
     (root / "marks").mkdir()
     trainable = standin(lambda config: SECONDS[config["trial"]["model"]], failing=FAILING,
-                        hold=holding_bilstm_until_the_transfer_begins(root / "marks"))
+                        hold=holding(root / "marks"))
     out, err = io.StringIO(), io.StringIO()
     with own_ray(num_cpus=4), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         code = run_launch(args, trainable=trainable)
