@@ -23,9 +23,10 @@ import numpy as np
 from bench._results import write_section
 from data import prepare_task
 from data.physionet import build
-from study.config import FINAL_FILE, LAST_FILE, RECIPES, TrialConfig, describe_recipe
+from study.config import RECIPES, TrialConfig, describe_recipe
 from study.metrics import AAMI_REPORTED, inter_patient_figures
 from study.trial import run_trial
+from study.trial_folder import finished_final
 
 ROOT = Path(__file__).resolve().parents[1]
 WORK = ROOT / "bench" / "_work" / "quality"
@@ -46,15 +47,6 @@ def folder_name(split: str, fields: dict, epochs: int, seed: int, precision: str
 def describe(fields: dict) -> str:
     """A candidate in words: its recipe, and the RR intervals where it has them."""
     return describe_recipe(fields) + (", each beat's RR intervals beside it (--rhythm)" if fields.get("rhythm") else "")
-
-
-def finished(folder: Path, config: TrialConfig) -> bool:
-    """Whether ``folder`` holds this run, finished: reading it trains nothing."""
-    try:
-        final = json.loads((folder / FINAL_FILE).read_text())
-        return final["config"] == config.to_dict() and (folder / LAST_FILE).is_file()
-    except (OSError, ValueError, KeyError, TypeError):
-        return False
 
 
 def mean_std(values: list[float]) -> str:
@@ -168,7 +160,7 @@ def main() -> int:
                 config = TrialConfig(epochs=args.epochs, seed=seed, device="cpu", precision=args.precision, **fields)
                 folder = WORK / folder_name(split, fields, args.epochs, seed, args.precision)
                 split_data = data[split, config.rhythm]
-                if args.finished_only and not finished(folder, config):
+                if args.finished_only and finished_final(folder, config)[0] is None:
                     continue
                 final = run_trial(config, split_data, folder, log=print)
                 runs[(split, recipe, seed)] = {**final, "minutes": final["train_seconds"] / 60,

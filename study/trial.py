@@ -27,7 +27,7 @@ from study.config import (BEST_FILE, CONFIG_FILE, EPOCHS_FILE, FINAL_FILE, LAST_
                           TrialConfig)
 from study.metrics import classification_metrics, flat_metrics, selection_key, selection_value
 from study.storage import fetch, is_uri
-from study.trial_folder import (STATE_FORMAT, STATE_VERSION, describe, describe_again, load_state, read_final,
+from study.trial_folder import (STATE_FORMAT, STATE_VERSION, describe, describe_again, finished_final, load_state,
                                 write_epochs_csv)
 
 Report = Callable[[dict, Path], None]
@@ -212,15 +212,13 @@ def run_trial(config: TrialConfig, data: TaskData, out_dir: Path | str, *, repor
     final_path = out_dir / FINAL_FILE
     device = resolve_device(config.device)
     dtype = autocast_dtype(config.precision, device)
-    if final_path.exists() and (out_dir / LAST_FILE).exists():
-        final, problem = read_final(final_path, config.task)
-        finished = final is not None and final["config"] == config.to_dict()
-        if finished and (final["test"] is not None or not evaluate_test):
-            describe_again(out_dir, config, data, device, dtype, log)
-            log(f"{out_dir} already holds this finished trial; not training again.")
-            return {**final, "checkpoint": str(out_dir / BEST_FILE)}  # where it is now, if the folder moved
-        if problem is not None:
-            log(f"{final_path} {problem}: the trial's result is computed again from {LAST_FILE}.")
+    final, problem = finished_final(out_dir, config, evaluate_test)
+    if final is not None:
+        describe_again(out_dir, config, data, device, dtype, log)
+        log(f"{out_dir} already holds this finished trial; not training again.")
+        return {**final, "checkpoint": str(out_dir / BEST_FILE)}  # where it is now, if the folder moved
+    if problem is not None:
+        log(f"{final_path} {problem}: the trial's result is computed again from {LAST_FILE}.")
     torch.manual_seed(config.seed)
     model = build_trial_model(config).to(device)
     optimizer = make_optimizer(model, config)

@@ -23,7 +23,7 @@ import torch
 
 from data import TaskData
 from data.files import write_json, write_text
-from study.config import BEST_FILE, CONFIG_FILE, TrialConfig
+from study.config import BEST_FILE, CONFIG_FILE, FINAL_FILE, LAST_FILE, TrialConfig
 from study.metrics import MetricsError, check_metrics
 
 STATE_FORMAT, STATE_VERSION = "ecg-study-trial-state", 1
@@ -88,6 +88,18 @@ def write_epochs_csv(path: Path, history: list[dict]) -> None:
 
 
 FINAL_FIELDS = ("config", "epochs_run", "best_epoch", "stopped_early", "val", "test", "checkpoint")
+
+
+def finished_final(out_dir: Path, config: TrialConfig, evaluate_test: bool = True) -> tuple[dict | None, str | None]:
+    """(final.json's content, None) where ``out_dir`` holds this trial finished, its test evaluated unless
+    ``evaluate_test`` is false, so that running it again trains nothing; else (None, what is wrong with final.json,
+    or None where it is absent or of another config)."""
+    if not ((out_dir / FINAL_FILE).exists() and (out_dir / LAST_FILE).exists()):
+        return None, None
+    final, problem = read_final(out_dir / FINAL_FILE, config.task)
+    if final is not None and final["config"] == config.to_dict() and (final["test"] is not None or not evaluate_test):
+        return final, None
+    return None, problem
 
 
 def read_final(path: Path, task: str) -> tuple[dict | None, str | None]:
