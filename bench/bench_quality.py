@@ -33,15 +33,18 @@ WORK = ROOT / "bench" / "_work" / "quality"
 SPLITS = ("intra", "inter")
 # Tried beside the named recipes while choosing the default (on validation): does weight decay add anything?
 TRIED = {"adam-cosine": {"optimizer": "adam", "weight_decay": 0.0, "schedule": "cosine", "warmup_epochs": 2}}
+# The default validating an average of its weights (--ema-decay, study/weight_average.py).
+AVERAGED = {"default+ema": {**RECIPES["default"], "ema_decay": 0.999}}
 # The same recipes with each beat's RR intervals beside its samples (--rhythm, data/rhythm.py).
-WITH_RHYTHM = {f"{name}+rhythm": {**fields, "rhythm": True} for name, fields in RECIPES.items()}
-CANDIDATES = {**RECIPES, **TRIED, **WITH_RHYTHM}
+WITH_RHYTHM = {f"{name}+rhythm": {**fields, "rhythm": True} for name, fields in {**RECIPES, **AVERAGED}.items()}
+CANDIDATES = {**RECIPES, **TRIED, **AVERAGED, **WITH_RHYTHM}
 
 
 def folder_name(split: str, fields: dict, epochs: int, seed: int, precision: str) -> str:
     """A run's folder, named by what it trains (so a recipe renamed or made the default reuses its runs)."""
+    average = f"-ema{fields['ema_decay']:g}" if fields.get("ema_decay") else ""
     return (f"{split}{'-rhythm' * fields.get('rhythm', False)}-{fields['optimizer']}-wd{fields['weight_decay']:g}"
-            f"-{fields['schedule']}-w{fields['warmup_epochs']}-e{epochs}-s{seed}-{precision}")
+            f"-{fields['schedule']}-w{fields['warmup_epochs']}{average}-e{epochs}-s{seed}-{precision}")
 
 
 def describe(fields: dict) -> str:

@@ -35,3 +35,10 @@ def fraction(text: str) -> float:
         raise argparse.ArgumentTypeError(f"must be between 0 and 1, not {text}")
     return value
 
+
+
+def decay(text: str) -> float:
+    value = float(text)
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"must be 0 (off) or between 0 and 1, not {text}")
+    return value

@@ -19,7 +19,7 @@ from study import launch, plan, report
 from study.metrics import selection_key
 from study.config import (BEST_FILE, DEVICES, FINAL_FILE, LAST_FILE, OPTIMIZERS, PRECISIONS, RECIPES, SCHEDULES,
                           TRIAL_FILES, TrialConfig, describe_recipe)
-from study.arguments import (beat_limit, fraction, non_negative_float, non_negative_int, positive_float,
+from study.arguments import (beat_limit, decay, fraction, non_negative_float, non_negative_int, positive_float,
                              positive_int)
 from study.lock import TRIAL_LOCK, FolderBusy, holding
 from study.storage import LocalStorage
@@ -79,6 +79,10 @@ def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--weight-decay", type=non_negative_float, default=None, help="0 turns it off")
     parser.add_argument("--schedule", choices=SCHEDULES, default=None, help="constant turns it off")
     parser.add_argument("--warmup-epochs", type=non_negative_int, default=None, help="cosine's warm-up epochs")
+    parser.add_argument("--ema-decay", type=decay, default=None,
+                        help="validate, select and save an average of the weights over the optimizer's steps, "
+                             "each step weighted this many times the next (0.999: about the last 1,000 steps); "
+                             "0 turns it off")
 
 
 def recipe_fields(args: argparse.Namespace) -> dict:

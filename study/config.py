@@ -21,9 +21,12 @@ SCHEDULES = ("cosine", "constant")  # the learning rate an epoch: see lr_factor
 # A recipe is a named set of the optimizer fields below. "default" was chosen on validation macro F1 (the
 # PhysioNet intra build, bench/RESULTS.md "quality"); "original" is the original project's plain Adam at one rate.
 RECIPES = {
-    "default": {"optimizer": "adamw", "weight_decay": 1e-2, "schedule": "cosine", "warmup_epochs": 2},
-    "original": {"optimizer": "adam", "weight_decay": 0.0, "schedule": "constant", "warmup_epochs": 0},
+    "default": {"optimizer": "adamw", "weight_decay": 1e-2, "schedule": "cosine", "warmup_epochs": 2, "ema_decay": 0.0},
+    "original": {"optimizer": "adam", "weight_decay": 0.0, "schedule": "constant", "warmup_epochs": 0, "ema_decay": 0.0},
 }
+# Fields a config written before they existed lacks, and what it trained with: read so, and left out of to_dict at
+# that value, so that every config, study and finished trial made before them reads and compares the same.
+ADDED_FIELDS = {"rhythm": False, "ema_decay": 0.0}
 
 
 @dataclass(frozen=True)
@@ -49,6 +52,7 @@ class TrialConfig:
     weight_decay: float = RECIPES["default"]["weight_decay"]  # AdamW's decoupled decay; adam: L2 in the gradient
     schedule: str = RECIPES["default"]["schedule"]
     warmup_epochs: int = RECIPES["default"]["warmup_epochs"]  # cosine: epochs of linear warm-up first
+    ema_decay: float = RECIPES["default"]["ema_decay"]  # > 0: validate an average of the weights (weight_average.py)
     device: str = "auto"
     precision: str = "auto"  # auto: bf16 autocast where the device computes bf16 natively, else fp32
     eval_batch_size: int = 4096
@@ -81,6 +85,8 @@ class TrialConfig:
         check(self.eval_batch_size >= 1, f"eval_batch_size must be at least 1; got {self.eval_batch_size}.")
         check(self.patience >= 0, f"patience must be 0 (off) or more; got {self.patience}.")
         check(self.warmup_epochs >= 0, f"warmup_epochs must be 0 (none) or more; got {self.warmup_epochs}.")
+        check(isinstance(self.ema_decay, (int, float)) and not isinstance(self.ema_decay, bool)
+              and 0 <= self.ema_decay < 1, f"ema_decay must be 0 (off) or between 0 and 1; got {self.ema_decay!r}.")
         check(isinstance(self.weight_decay, (int, float)) and 0 <= self.weight_decay < float("inf"),
               f"weight_decay must be a number of at least 0; got {self.weight_decay!r}.")
         check(self.seed >= 0 and self.data_seed >= 0, "seeds must be non-negative integers.")
@@ -118,11 +124,12 @@ class TrialConfig:
         return 0.5 * (1 + math.cos(math.pi * (epoch - warmup - 1) / (self.epochs - warmup)))
 
     def to_dict(self) -> dict:
-        """Every field; ``rhythm`` only where it is on, so a config written before it existed reads and compares
-        the same (a finished trial or study is recognised, not trained again)."""
+        """Every field; those of ADDED_FIELDS only where they differ from what configs before them trained with, so
+        such a config reads and compares the same (a finished trial or study is recognised, not trained again)."""
         values = dataclasses.asdict(self)
-        if not self.rhythm:
-            del values["rhythm"]
+        for name, before in ADDED_FIELDS.items():
+            if values[name] == before:
+                del values[name]
         return values
 
     @classmethod
@@ -136,17 +143,19 @@ class TrialConfig:
                              f"valid keys: {', '.join(sorted(known))}.")
         if "optimizer" not in values:
             values = {**RECIPES["original"], **values}
-        return cls(**values)
+        return cls(**{**ADDED_FIELDS, **values})
 
     def replace(self, **changes) -> "TrialConfig":
         return dataclasses.replace(self, **changes)
 
 
 def describe_recipe(fields: dict) -> str:
-    """The optimizer fields in words: "AdamW (weight decay 0.01), cosine after 2 warm-up epochs"."""
+    """The optimizer fields in words: "AdamW (weight decay 0.01), cosine after 2 warm-up epochs"; with an average of
+    the weights, ", weights averaged (EMA 0.999)" after it."""
     optimizer = {"adamw": "AdamW", "adam": "Adam"}[fields["optimizer"]]
     decay = f" (weight decay {fields['weight_decay']:g})" if fields["weight_decay"] else ""
     schedule = ("constant learning rate" if fields["schedule"] == "constant" else
                 f"cosine after {fields['warmup_epochs']} warm-up epoch{'s' * (fields['warmup_epochs'] != 1)}"
                 if fields["warmup_epochs"] else "cosine")
-    return f"{optimizer}{decay}, {schedule}"
+    average = f", weights averaged (EMA {fields['ema_decay']:g})" if fields.get("ema_decay") else ""
+    return f"{optimizer}{decay}, {schedule}{average}"

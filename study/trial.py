@@ -29,6 +29,7 @@ from study.metrics import classification_metrics, flat_metrics, selection_key, s
 from study.storage import fetch, is_uri
 from study.trial_folder import (STATE_FORMAT, STATE_VERSION, describe, describe_again, finished_final, load_state,
                                 write_epochs_csv)
+from study.weight_average import WeightAverage
 
 Report = Callable[[dict, Path], None]
 
@@ -133,9 +134,10 @@ class TrainingDiverged(ValueError):
 
 def train_one_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
                     batch_size: int, task: str, generator: torch.Generator, dtype: torch.dtype | None,
-                    epoch: int | None = None) -> float:
+                    epoch: int | None = None, average: WeightAverage | None = None) -> float:
     """One pass over the training tensors (already on the device) in a seeded random order; returns the mean loss.
-    A batch whose loss is not finite raises TrainingDiverged once the epoch ends, naming the first such batch."""
+    A batch whose loss is not finite raises TrainingDiverged once the epoch ends, naming the first such batch.
+    ``average``, where given, takes the weights after every step."""
     model.train()
     order = torch.randperm(x.shape[0], generator=generator).to(x.device)
     total = torch.zeros((), device=x.device)
@@ -153,6 +155,8 @@ def train_one_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+        if average is not None:
+            average.update(model)
         total += loss.detach() * batch.numel()
     if int(first_bad):  # the epoch's one device sync
         what = "NaN" if math.isnan(float(bad_loss)) else "infinite"
@@ -223,6 +227,7 @@ def run_trial(config: TrialConfig, data: TaskData, out_dir: Path | str, *, repor
     model = build_trial_model(config).to(device)
     optimizer = make_optimizer(model, config)
     generator = torch.Generator().manual_seed(config.seed)
+    average = WeightAverage(model, config.ema_decay) if config.ema_decay else None
 
     history: list[dict] = []
     best = {"epoch": 0, "value": -1.0, "val": None}
@@ -239,6 +244,8 @@ def run_trial(config: TrialConfig, data: TaskData, out_dir: Path | str, *, repor
             optimizer.load_state_dict(state["optimizer"])
             torch.set_rng_state(state["torch_rng"])
             generator.set_state(state["batch_rng"])
+            if average is not None:
+                average.load_state_dict(state.get("average"))
             if device.type == "cuda" and state.get("cuda_rng") is not None:
                 torch.cuda.set_rng_state(state["cuda_rng"], device)
         except (KeyError, RuntimeError, TypeError, ValueError) as error:
@@ -266,13 +273,14 @@ def run_trial(config: TrialConfig, data: TaskData, out_dir: Path | str, *, repor
         started = time.perf_counter()
         lr = set_epoch_lr(optimizer, config, epoch)
         loss = train_one_epoch(model, optimizer, x_train, y_train, config.batch_size, config.task, generator, dtype,
-                               epoch=epoch)
+                               epoch=epoch, average=average)
         train_seconds = time.perf_counter() - started
-        val = evaluate(model, x_val, data.val.y, config.task, data.class_names, config.eval_batch_size, dtype)
+        validated = average.averaged_model(model) if average is not None else model
+        val = evaluate(validated, x_val, data.val.y, config.task, data.class_names, config.eval_batch_size, dtype)
         value = selection_value(val, config.task)
         if value > best["value"]:
             best = {"epoch": epoch, "value": value, "val": val}
-            best_weights = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+            best_weights = {k: v.detach().to("cpu", copy=True) for k, v in validated.state_dict().items()}
             stale_epochs = 0
         else:
             stale_epochs += 1
@@ -287,7 +295,8 @@ def run_trial(config: TrialConfig, data: TaskData, out_dir: Path | str, *, repor
             "optimizer": optimizer.state_dict(), "torch_rng": torch.get_rng_state(),
             "batch_rng": generator.get_state(),
             "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
-            "history": history, "best": best, "best_weights": best_weights, "stale_epochs": stale_epochs})
+            "history": history, "best": best, "best_weights": best_weights, "stale_epochs": stale_epochs,
+            "average": average.state_dict() if average is not None else None})
         write_epochs_csv(out_dir / EPOCHS_FILE, history)
         log(f"epoch {epoch:3d}/{config.epochs}  lr {lr:.3g}  loss {loss:.4f}  val_{selection_key(config.task)} {value:.4f}"
             f"  (best {best['value']:.4f} @ {best['epoch']})  {seconds:.1f}s  {row['beats_per_s']:,.0f} beats/s")

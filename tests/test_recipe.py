@@ -75,8 +75,8 @@ def test_recipe_flags_round_trip_through_config_json(demo_dir, tmp_path, capsys,
                  "--out", str(out), *flags])  # 4 epochs: a warm-up of 3 must leave the cosine one
     assert code == 0
     saved = json.loads((out / "config.json").read_text())["config"]
-    assert {name: saved[name] for name in fields} == fields
     config = TrialConfig.from_dict(saved)
+    assert {name: getattr(config, name) for name in fields} == fields
     assert config.to_dict() == saved and config.recipe == named
     assert f"recipe {named} ->" in capsys.readouterr().out
 
