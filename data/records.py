@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from data.beats import DataError
+from data.constants import TASK_CLASSES
 
 SIDE_COLUMNS = ("row", "record", "sample", "symbol", "label")  # the side file's header, as data.physionet writes it
 
@@ -28,13 +29,15 @@ def side_file(path: Path) -> Path:
     return path.with_name(path.stem + ".beats.csv")
 
 
-def read_records(path: Path, rows: int) -> np.ndarray:
+def read_records(path: Path, rows: int, labels: np.ndarray | None = None) -> np.ndarray:
     """Each row's record name (str array) from the side file of the CSV ``path``, which holds ``rows`` rows."""
-    return read_side(path, rows)[0]
+    return read_side(path, rows, labels)[0]
 
 
-def read_side(path: Path, rows: int) -> tuple[np.ndarray, np.ndarray]:
-    """(record names, R-peak samples as int64) of every row of the CSV ``path`` (``rows`` rows), from its side file."""
+def read_side(path: Path, rows: int, labels: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(record names, R-peak samples as int64) of every row of the CSV ``path`` (``rows`` rows), from its side file.
+    ``labels``, the CSV's class of each row (0-4, N S V F Q), where given must be the side file's: a side file of
+    another build with as many rows would otherwise lend its records and R peaks to these beats."""
     side = side_file(path)
     try:
         lines = side.read_text().splitlines()
@@ -51,6 +54,13 @@ def read_side(path: Path, rows: int) -> tuple[np.ndarray, np.ndarray]:
         raise DataError(f"{side}: row {bad + 2} does not describe CSV row {bad}; build the folder again")
     if len(fields) != rows:
         raise DataError(f"{side}: it describes {len(fields)} rows, the CSV holds {rows}; build the folder again")
+    if labels is not None:
+        names = np.array(TASK_CLASSES["arrhythmia"])[np.asarray(labels)]
+        wrong = np.flatnonzero(np.array([f[4] for f in fields]) != names)
+        if wrong.size:
+            i = int(wrong[0])
+            raise DataError(f"{side}: row {i + 2} gives label {fields[i][4]}, but row {i + 1} of {path} is "
+                            f"{names[i]}: the side file is not this CSV's; build the folder again")
     return np.array([f[1] for f in fields]), np.array([int(f[2]) for f in fields], dtype=np.int64)
 
 

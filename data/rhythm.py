@@ -50,15 +50,16 @@ def side_digests(paths) -> list[str]:
     return [content_sha256(side_file(path))[0] for path in paths]
 
 
-def rhythm_features(paths: list[Path], rows: list[int]) -> list[np.ndarray]:
+def rhythm_features(paths: list[Path], rows: list[int], labels: list | None = None) -> list[np.ndarray]:
     """FEATURES (float32, (n, len(FEATURES))) of every row of each built CSV in ``paths`` (``rows`` rows each), from
-    their side files; every record's intervals are taken over the rows of all the files."""
+    their side files; every record's intervals are taken over the rows of all the files. ``labels``: each CSV's
+    classes, checked against its side file's (data.records.read_side)."""
     sides = []
-    for path, n in zip(paths, rows):
+    for path, n, y in zip(paths, rows, labels or [None] * len(paths)):
         if not side_file(path).is_file():
             raise DataError(f"--rhythm needs each beat's R-peak position, which a data.physionet build writes beside "
                             f"its CSVs; {side_file(path)} does not exist (the Kaggle CSVs carry no RR intervals)")
-        sides.append(read_side(path, n))
+        sides.append(read_side(path, n, y))
     records = np.concatenate([records for records, _ in sides])
     samples = np.concatenate([samples for _, samples in sides])
     features = np.zeros((len(records), len(FEATURES)), np.float32)

@@ -116,7 +116,8 @@ def prepare_task(task: str, input_dir="input", *, seed: int = 0, val_fraction: f
     files = {name: load_beat_file(input_dir / name, cache_dir) for name in TASK_FILES[task]}
     inputs = {name: f.x for name, f in files.items()}
     if rhythm:
-        features = rhythm_features([input_dir / name for name in files], [len(f.y) for f in files.values()])
+        features = rhythm_features([input_dir / name for name in files], [len(f.y) for f in files.values()],
+                                   [f.y for f in files.values()])
         inputs = {name: np.hstack([f.x, rr]) for (name, f), rr in zip(files.items(), features)}
 
     if task == "arrhythmia":
@@ -124,7 +125,7 @@ def prepare_task(task: str, input_dir="input", *, seed: int = 0, val_fraction: f
         x, y = inputs[MITBIH_TRAIN], pool.y
         rows = _subsample(y, limit, seed)
         if built_split(input_dir) == "inter":
-            records = read_records(input_dir / MITBIH_TRAIN, len(y))
+            records = read_records(input_dir / MITBIH_TRAIN, len(y), y)
             train_idx, val_idx, val_records = record_split(rows, y, records, val_fraction, seed)
         else:
             train_idx, val_idx = _stratified_split(rows, y, val_fraction, seed, "validation")

@@ -88,6 +88,18 @@ def test_a_side_file_that_does_not_fit_its_csv_is_one_sentence(inter_build):
         prepare_task("arrhythmia", inter_build, seed=0)
 
 
+@pytest.mark.parametrize("rhythm", [False, True])
+def test_a_side_file_of_another_csv_with_as_many_rows_is_refused_by_its_labels(inter_build, rhythm):
+    side = side_file(inter_build / MITBIH_TRAIN)
+    lines = side.read_text().splitlines()
+    first = lines[1].split(",")
+    other = next(label for label in "NSVFQ" if label != first[4])
+    side.write_text("\n".join([lines[0], ",".join(first[:4] + [other]), *lines[2:]]) + "\n")
+    with pytest.raises(DataError, match=rf"mitbih_train.beats.csv: row 2 gives label {other}, but row 1 of "
+                                        rf"\S+mitbih_train.csv is {first[4]}: the side file is not this CSV's; build"):
+        prepare_task("arrhythmia", inter_build, seed=0, rhythm=rhythm)
+
+
 @pytest.mark.skipif(not (MITDB / "RECORDS").is_file(), reason=f"no MIT-BIH records at {MITDB}")
 def test_real_ds1_validation_records_hold_n_s_v_and_f_and_leave_record_208_to_training():
     with pytest.warns(pn.PhysioNetWarning):
