@@ -201,8 +201,8 @@ def _recompute(args, name: str, cells: list[Cell], done: dict, data: StudyData, 
                                      else n for n, sha in current.files.items() if before.get(n) != sha]
     if not changed:
         return []
-    files = sorted({f for names in changed.values() for f in names}) or [
-        "the data set built from the same CSVs (another version of scikit-learn or imbalanced-learn draws it)"]
+    files = sorted({f for names in changed.values() for f in names}) or [_same_files_changed(
+        [c for c in cells if c.cell_id in changed], data.plan)]
     if not args.recompute_changed:
         raise StudyError(f"study {name!r}: {len(changed)} finished cell(s) ({', '.join(changed)}) were computed on "
                          f"other data than {data.plan.input} holds now: {'; '.join(files)} changed since. Start a "
@@ -215,6 +215,15 @@ def _recompute(args, name: str, cells: list[Cell], done: dict, data: StudyData, 
         print(f"{cell_id}: computed on other data ({'; '.join(changed.get(cell_id) or ['its source cell'])}): "
               "its result is deleted, and the cell runs again", flush=True)
     return again
+
+
+def _same_files_changed(cells: list[Cell], plan: StudyPlan) -> str:
+    """Why cells' data changed though their CSVs did not: what else their fingerprint (data/splits.py) covers."""
+    causes = (["their side files (*.beats.csv) or the version of the RR-interval features (--rhythm)"]
+              * any(plan.rhythm_of(c) for c in cells) +
+              ["the oversampled set, as another version of scikit-learn or imbalanced-learn draws it"]
+              * any(c.oversample != "none" for c in cells))
+    return (f"the data set built from the same CSVs ({', or '.join(causes or ['the way this version splits them'])})")
 
 
 def _run_cells(args, plan: StudyPlan, folder: StudyFolder, specs: list, done: dict, data: StudyData, slots: int,

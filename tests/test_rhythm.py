@@ -234,3 +234,19 @@ def test_a_study_gives_the_intervals_to_its_arrhythmia_cells_only(inter_build, d
     assert arrhythmia.trial["rhythm"] is True and "rhythm" not in mi.trial
     assert data.of(Cell.from_id("arrhythmia-cnet-none-scratch")).train.x.shape[1] == BEAT_LEN + K
     assert data.of(Cell.from_id("mi-cnet-none-scratch")).train.x.shape[1] == BEAT_LEN
+
+
+def test_a_study_whose_csvs_are_the_same_but_not_its_data_is_told_what_else_may_have_changed():
+    from types import SimpleNamespace
+
+    from study.grid import Cell
+    from study.launch import _same_files_changed
+
+    plan = SimpleNamespace(rhythm_of=lambda cell: cell.task == "arrhythmia")
+    rhythm = _same_files_changed([Cell("arrhythmia", "cnet", "none")], plan)
+    assert "side files (*.beats.csv) or the version of the RR-interval features" in rhythm
+    assert "scikit-learn" not in rhythm
+    both = _same_files_changed([Cell("arrhythmia", "cnet", "smote")], plan)
+    assert "RR-interval" in both and "another version of scikit-learn or imbalanced-learn" in both
+    assert "RR-interval" not in _same_files_changed([Cell("mi", "cnet", "smote")], plan)
+    assert "the way this version splits them" in _same_files_changed([Cell("mi", "cnet", "none")], plan)
