@@ -1,5 +1,6 @@
-"""How good the trial's recipe is on real beats: the original's plain Adam, the default recipe, and the default with
-each beat's RR intervals beside it (--rhythm, data/rhythm.py).
+"""How good the trial's recipe is on real beats: the original's plain Adam, the default recipe, the default with
+each beat's RR intervals beside it (--rhythm, data/rhythm.py), and that validating an average of its weights
+(--ema-decay, study/weight_average.py).
 
     python -m bench.bench_quality [--records ../shared/physionet/mitdb] [--epochs 40] [--seeds 0,1,2]
     python -m bench.bench_quality --finished-only      # the section again from the runs finished so far
@@ -76,18 +77,20 @@ def intra_table(runs: dict, recipes: list[str], classes: tuple[str, ...]) -> lis
 
 def inter_table(runs: dict, recipes: list[str]) -> list[str]:
     header = " | ".join(f"Se {c} | +P {c}" for c in AAMI_REPORTED)
-    lines = [f"| recipe | seed | val records | {header} | macro F1 N,S,V,F | macro F1 (5 classes) |",
-             "|---|---|---|" + "---:|" * (2 * len(AAMI_REPORTED) + 2)]
+    lines = [f"| recipe | seed | val records | val macro F1 | {header} | macro F1 N,S,V,F | macro F1 (5 classes) |",
+             "|---|---|---|---:|" + "---:|" * (2 * len(AAMI_REPORTED) + 2)]
     for recipe in recipes:
         done = [r for (split, name, _), r in sorted(runs.items()) if split == "inter" and name == recipe]
         for r in done:
             figures = inter_patient_figures(r["test"])
             cells = " | ".join(f"{figures['sensitivity'][c]:.3f} | {figures['ppv'][c]:.3f}" for c in AAMI_REPORTED)
-            lines.append(f"| {recipe} | {r['config']['seed']} | {' '.join(r['val_records'])} | {cells} | "
+            lines.append(f"| {recipe} | {r['config']['seed']} | {' '.join(r['val_records'])} | "
+                         f"{r['val']['macro_f1']:.4f} | {cells} | "
                          f"{figures['macro_f1_nsvf']:.4f} | {r['test']['macro_f1']:.4f} |")
         if len(done) > 1:
             nsvf = [inter_patient_figures(r["test"])["macro_f1_nsvf"] for r in done]
-            lines.append(f"| {recipe} | mean ± std | | {' | ' * (2 * len(AAMI_REPORTED) - 1)} | {mean_std(nsvf)} | "
+            lines.append(f"| {recipe} | mean ± std | | {mean_std([r['val']['macro_f1'] for r in done])} | "
+                         f"{' | ' * (2 * len(AAMI_REPORTED) - 1)} | {mean_std(nsvf)} | "
                          f"{mean_std([r['test']['macro_f1'] for r in done])} |")
     return lines
 
@@ -133,7 +136,8 @@ def main() -> int:
     parser.add_argument("--records", type=Path, default=ROOT.parent / "shared" / "physionet" / "mitdb")
     parser.add_argument("--epochs", type=int, default=40)
     parser.add_argument("--seeds", default="0,1,2")
-    parser.add_argument("--recipes", default="original,default,default+rhythm", help=f"of {', '.join(CANDIDATES)}")
+    parser.add_argument("--recipes", default="original,default,default+rhythm,default+ema+rhythm",
+                        help=f"of {', '.join(CANDIDATES)}")
     parser.add_argument("--splits", default="intra,inter")
     parser.add_argument("--finished-only", action="store_true",
                         help="train nothing: rewrite the section from the runs already finished under bench/_work")
