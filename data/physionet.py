@@ -47,7 +47,7 @@ from data.constants import (ARRHYTHMIA_CLASSES, BEAT_LEN, MI_CLASSES, MITBIH_TES
                             PHYSIONET_BUILD, PTB_NORMAL, SAMPLE_RATE_HZ)
 
 from data import DataError, entry
-from data.beats import kaggle_text
+from data.beats import content_sha256, kaggle_text
 from data.files import atomic_write, refuse_foreign, write_text
 from data.records import SIDE_COLUMNS, side_file
 
@@ -398,7 +398,10 @@ def build(db: str, records: Path, out: Path, split: str = "intra", seed: int = 0
         part = by_class(beats.take(rows))
         write_beats(out / name, part, classes)
         summary["files"][name] = {"rows": len(part), "counts": counts(part.y, classes),
-                                  "records": sorted(set(part.record.tolist()))}
+                                  "records": sorted(set(part.record.tolist())),
+                                  # what ties the side file to its CSV: data.records.check_built_pair
+                                  "sha256": content_sha256(out / name)[0],
+                                  "side_sha256": content_sha256(side_file(out / name))[0]}
     write_text(out / PHYSIONET_BUILD, json.dumps(summary, indent=1) + "\n")
     return summary
 

@@ -13,12 +13,13 @@ validation is whole DS1 records (data.splits.prepare_task calls `record_split`):
   3. Then records drawn at random (seeded; those of rule 1 last) until validation holds `fraction` of the beats.
 """
 
+import json
 from pathlib import Path
 
 import numpy as np
 
-from data.beats import DataError
-from data.constants import TASK_CLASSES
+from data.beats import DataError, content_sha256
+from data.constants import PHYSIONET_BUILD, TASK_CLASSES
 
 SIDE_COLUMNS = ("row", "record", "sample", "symbol", "label")  # the side file's header, as data.physionet writes it
 
@@ -29,6 +30,26 @@ def side_file(path: Path) -> Path:
     return path.with_name(path.stem + ".beats.csv")
 
 
+def check_built_pair(path: Path, sha256: str) -> None:
+    """The CSV ``path`` (content sha256 ``sha256``) and its side file are the pair data.physionet built: both match
+    the digests its physionet_build.json gives. Rows of a build are ordered by class, so a side file of another
+    build of the same records (another --seed of the intra split) has the same labels and rows; only the digests
+    tell them apart. A build written before the digests existed is checked by row count and labels alone."""
+    try:
+        built = json.loads((path.parent / PHYSIONET_BUILD).read_text())["files"][path.name]
+    except (OSError, ValueError, KeyError, TypeError):
+        return  # not a build of data.physionet: read_side says what is missing
+    for what, file, digest in (("CSV", path, sha256), ("side file", side_file(path), None)):
+        expected = built.get("sha256" if what == "CSV" else "side_sha256") if isinstance(built, dict) else None
+        if expected is None or not file.is_file():
+            continue
+        actual = digest or content_sha256(file)[0]
+        if actual != expected:
+            raise DataError(f"{file} is not the {what} data.physionet built there (sha256 {actual[:12]}..., its "
+                            f"{PHYSIONET_BUILD} says {expected[:12]}...): its beats and R peaks may not be the side "
+                            "file's; build the folder again")
+
+
 def read_records(path: Path, rows: int, labels: np.ndarray | None = None) -> np.ndarray:
     """Each row's record name (str array) from the side file of the CSV ``path``, which holds ``rows`` rows."""
     return read_side(path, rows, labels)[0]
@@ -36,8 +57,9 @@ def read_records(path: Path, rows: int, labels: np.ndarray | None = None) -> np.
 
 def read_side(path: Path, rows: int, labels: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(record names, R-peak samples as int64) of every row of the CSV ``path`` (``rows`` rows), from its side file.
-    ``labels``, the CSV's class of each row (0-4, N S V F Q), where given must be the side file's: a side file of
-    another build with as many rows would otherwise lend its records and R peaks to these beats."""
+    ``labels``, the CSV's class of each row (0-4, N S V F Q), where given must be the side file's: with the row
+    count, that refuses a side file of another data set; one of another build of the same records has the same
+    labels (a build orders its rows by class), and check_built_pair refuses it."""
     side = side_file(path)
     try:
         lines = side.read_text().splitlines()
@@ -51,7 +73,7 @@ def read_side(path: Path, rows: int, labels: np.ndarray | None = None) -> tuple[
     bad = next((i for i, f in enumerate(fields)
                 if len(f) != len(SIDE_COLUMNS) or f[0] != str(i) or not f[2].isdigit()), None)
     if bad is not None:
-        raise DataError(f"{side}: row {bad + 2} does not describe CSV row {bad}; build the folder again")
+        raise DataError(f"{side}: row {bad + 2} does not describe row {bad + 1} of {path}; build the folder again")
     if len(fields) != rows:
         raise DataError(f"{side}: it describes {len(fields)} rows, the CSV holds {rows}; build the folder again")
     if labels is not None:

@@ -34,7 +34,7 @@ from data.files import atomic_write, write_text
 from data.constants import (BEAT_LEN, DEMO_MANIFEST, KAGGLE_FILES, MITBIH_TEST, MITBIH_TRAIN, OVERSAMPLING, PTB_ABNORMAL,
                             PHYSIONET_BUILD, PTB_NORMAL, TASK_CLASSES, TASK_FILES, TASKS)
 from data.oversample import oversample_arrays
-from data.records import read_records, record_split
+from data.records import check_built_pair, read_records, record_split
 from data.rhythm import VERSION as RHYTHM_VERSION, rhythm_features, side_digests
 
 SPLIT_VERSION = 1  # bump when the way splits are drawn changes: it is part of every fingerprint
@@ -115,6 +115,9 @@ def prepare_task(task: str, input_dir="input", *, seed: int = 0, val_fraction: f
     cache_dir = cache.default_cache_dir(input_dir) if cache_dir is None else Path(cache_dir)
     files = {name: load_beat_file(input_dir / name, cache_dir) for name in TASK_FILES[task]}
     inputs = {name: f.x for name, f in files.items()}
+    by_record = task == "arrhythmia" and built_split(input_dir) == "inter"
+    for name in list(files) if rhythm else [MITBIH_TRAIN] if by_record else []:  # what reads side files
+        check_built_pair(input_dir / name, files[name].sha256)
     if rhythm:
         features = rhythm_features([input_dir / name for name in files], [len(f.y) for f in files.values()],
                                    [f.y for f in files.values()])
@@ -124,7 +127,7 @@ def prepare_task(task: str, input_dir="input", *, seed: int = 0, val_fraction: f
         pool, test_pool = files[MITBIH_TRAIN], files[MITBIH_TEST]
         x, y = inputs[MITBIH_TRAIN], pool.y
         rows = _subsample(y, limit, seed)
-        if built_split(input_dir) == "inter":
+        if by_record:
             records = read_records(input_dir / MITBIH_TRAIN, len(y), y)
             train_idx, val_idx, val_records = record_split(rows, y, records, val_fraction, seed)
         else:

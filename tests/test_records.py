@@ -7,7 +7,7 @@ import pytest
 
 import data.physionet as pn
 from data import DataError, prepare_task
-from data.constants import MITBIH_TRAIN
+from data.constants import MITBIH_TEST, MITBIH_TRAIN
 from data.records import read_records, record_split, side_file
 from tests.test_physionet import MITDB, write_records
 
@@ -78,9 +78,21 @@ def test_prepare_task_validates_an_inter_build_on_records_it_does_not_train_on(i
     assert set(records[beats.train.index]) & set(records[beats.val.index])  # beats of one record on both sides
 
 
+def as_built_before_digests(folder):
+    """The folder's physionet_build.json as builds before stop 28 wrote it: no sha256 of the CSVs and side files."""
+    build = json.loads((folder / "physionet_build.json").read_text())
+    for entry in build["files"].values():
+        del entry["sha256"], entry["side_sha256"]
+    (folder / "physionet_build.json").write_text(json.dumps(build))
+
+
 def test_a_side_file_that_does_not_fit_its_csv_is_one_sentence(inter_build):
     side = side_file(inter_build / MITBIH_TRAIN)
     side.write_text("\n".join(side.read_text().splitlines()[:-3]) + "\n")
+    with pytest.raises(DataError, match=r"mitbih_train.beats.csv is not the side file data.physionet built there "
+                                        r"\(sha256 \w+\.\.\., its physionet_build.json says \w+\.\.\.\)"):
+        prepare_task("arrhythmia", inter_build, seed=0)
+    as_built_before_digests(inter_build)
     with pytest.raises(DataError, match=r"mitbih_train.beats.csv: it describes \d+ rows, the CSV holds \d+; build"):
         prepare_task("arrhythmia", inter_build, seed=0)
     side.unlink()
@@ -90,6 +102,7 @@ def test_a_side_file_that_does_not_fit_its_csv_is_one_sentence(inter_build):
 
 @pytest.mark.parametrize("rhythm", [False, True])
 def test_a_side_file_of_another_csv_with_as_many_rows_is_refused_by_its_labels(inter_build, rhythm):
+    as_built_before_digests(inter_build)  # with them, the digest tells first (the test below)
     side = side_file(inter_build / MITBIH_TRAIN)
     lines = side.read_text().splitlines()
     first = lines[1].split(",")
@@ -98,6 +111,27 @@ def test_a_side_file_of_another_csv_with_as_many_rows_is_refused_by_its_labels(i
     with pytest.raises(DataError, match=rf"mitbih_train.beats.csv: row 2 gives label {other}, but row 1 of "
                                         rf"\S+mitbih_train.csv is {first[4]}: the side file is not this CSV's; build"):
         prepare_task("arrhythmia", inter_build, seed=0, rhythm=rhythm)
+
+
+@pytest.mark.filterwarnings("ignore::data.checks.DataWarning")  # the generated records share one waveform
+def test_a_side_file_or_csv_of_another_build_of_the_same_records_is_refused_by_its_digest(tmp_path):
+    folder = write_records(tmp_path / "mitdb", ("100", "101", "103"), "NNNNNNLRAVFQ", seed=1)
+    for seed in (0, 1):
+        pn.build("mitdb", folder, tmp_path / f"intra{seed}", split="intra", seed=seed)
+    mine, other = side_file(tmp_path / "intra0" / MITBIH_TRAIN), side_file(tmp_path / "intra1" / MITBIH_TRAIN)
+    assert mine.read_text() != other.read_text()
+    labels = [line.split(",")[4] for line in mine.read_text().splitlines()]
+    assert labels == [line.split(",")[4] for line in other.read_text().splitlines()]  # rows ordered by class
+    prepare_task("arrhythmia", tmp_path / "intra0", seed=0, rhythm=True)  # the pair as built
+    built = mine.read_bytes()
+    mine.write_bytes(other.read_bytes())
+    with pytest.raises(DataError, match=r"intra0/mitbih_train.beats.csv is not the side file data.physionet built "
+                                        r"there .*build the folder again"):
+        prepare_task("arrhythmia", tmp_path / "intra0", seed=0, rhythm=True)
+    mine.write_bytes(built)
+    (tmp_path / "intra0" / MITBIH_TEST).write_bytes((tmp_path / "intra1" / MITBIH_TEST).read_bytes())
+    with pytest.raises(DataError, match=r"intra0/mitbih_test.csv is not the CSV data.physionet built there"):
+        prepare_task("arrhythmia", tmp_path / "intra0", seed=0, rhythm=True, cache_dir=tmp_path / "c")
 
 
 @pytest.mark.skipif(not (MITDB / "RECORDS").is_file(), reason=f"no MIT-BIH records at {MITDB}")
