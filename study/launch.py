@@ -202,25 +202,29 @@ def _recompute(args, name: str, cells: list[Cell], done: dict, data: StudyData, 
     if not changed:
         return []
     files = sorted({f for names in changed.values() for f in names}) or [_same_files_changed(
-        [c for c in cells if c.cell_id in changed], data.plan)]
+        [c for c in cells if c.cell_id in changed], data)]
     if not args.recompute_changed:
         raise StudyError(f"study {name!r}: {len(changed)} finished cell(s) ({', '.join(changed)}) were computed on "
                          f"other data than {data.plan.input} holds now: {'; '.join(files)} changed since. Start a "
                          f"study of the data as it is with another --name, or recompute those cells (and the "
                          f"transfer cells built on them) with --recompute-changed")
-    again = [c.cell_id for c in cells if c.cell_id in done and (c.cell_id in changed or (
+    again = [c for c in cells if c.cell_id in done and (c.cell_id in changed or (
         c.source is not None and c.source.cell_id in changed))]
-    for cell_id in again:
-        folder.store.delete(cell_file(cell_id))
-        print(f"{cell_id}: computed on other data ({'; '.join(changed.get(cell_id) or ['its source cell'])}): "
-              "its result is deleted, and the cell runs again", flush=True)
-    return again
+    for cell in again:
+        folder.store.delete(cell_file(cell.cell_id))
+        why = (changed[cell.cell_id] or [_same_files_changed([cell], data)] if cell.cell_id in changed
+               else ["its source cell"])
+        print(f"{cell.cell_id}: computed on other data ({'; '.join(why)}): its result is deleted, and the cell runs "
+              "again", flush=True)
+    return [cell.cell_id for cell in again]
 
 
-def _same_files_changed(cells: list[Cell], plan: StudyPlan) -> str:
+def _same_files_changed(cells: list[Cell], data: StudyData) -> str:
     """Why cells' data changed though their CSVs did not: what else their fingerprint (data/splits.py) covers."""
     causes = (["their side files (*.beats.csv) or the version of the RR-interval features (--rhythm)"]
-              * any(plan.rhythm_of(c) for c in cells) +
+              * any(data.plan.rhythm_of(c) for c in cells) +
+              ["the side file of mitbih_train.csv, whose records validation holds out whole (an inter build)"]
+              * any(data.of(c).val_records and not data.plan.rhythm_of(c) for c in cells) +
               ["the oversampled set, as another version of scikit-learn or imbalanced-learn draws it"]
               * any(c.oversample != "none" for c in cells))
     return (f"the data set built from the same CSVs ({', or '.join(causes or ['the way this version splits them'])})")

@@ -242,11 +242,18 @@ def test_a_study_whose_csvs_are_the_same_but_not_its_data_is_told_what_else_may_
     from study.grid import Cell
     from study.launch import _same_files_changed
 
-    plan = SimpleNamespace(rhythm_of=lambda cell: cell.task == "arrhythmia")
-    rhythm = _same_files_changed([Cell("arrhythmia", "cnet", "none")], plan)
+    def study_data(rhythm: bool, val_records=()):
+        plan = SimpleNamespace(rhythm_of=lambda cell: rhythm and cell.task == "arrhythmia")
+        return SimpleNamespace(plan=plan, of=lambda cell: SimpleNamespace(
+            val_records=val_records if cell.task == "arrhythmia" else ()))
+
+    data = study_data(rhythm=True, val_records=("108",))
+    rhythm = _same_files_changed([Cell("arrhythmia", "cnet", "none")], data)
     assert "side files (*.beats.csv) or the version of the RR-interval features" in rhythm
-    assert "scikit-learn" not in rhythm
-    both = _same_files_changed([Cell("arrhythmia", "cnet", "smote")], plan)
+    assert "scikit-learn" not in rhythm and "validation holds out" not in rhythm
+    both = _same_files_changed([Cell("arrhythmia", "cnet", "smote")], data)
     assert "RR-interval" in both and "another version of scikit-learn or imbalanced-learn" in both
-    assert "RR-interval" not in _same_files_changed([Cell("mi", "cnet", "smote")], plan)
-    assert "the way this version splits them" in _same_files_changed([Cell("mi", "cnet", "none")], plan)
+    assert "RR-interval" not in _same_files_changed([Cell("mi", "cnet", "smote")], data)
+    assert "the way this version splits them" in _same_files_changed([Cell("mi", "cnet", "none")], data)
+    by_record = _same_files_changed([Cell("arrhythmia", "cnet", "none")], study_data(False, ("108",)))
+    assert "the side file of mitbih_train.csv, whose records validation holds out whole" in by_record
