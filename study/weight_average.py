@@ -15,15 +15,18 @@ from torch import nn
 
 
 class WeightAverage:
-    """The average of ``model``'s weights (every floating-point entry of its state dict; others follow the model)."""
+    """The average of ``model``'s trained weights: the parameters that require a gradient and the floating-point
+    buffers (running statistics); the rest (a frozen transferred body, counters) is the model's own, unaveraged,
+    so a frozen body is saved bit for bit as it was loaded."""
 
     def __init__(self, model: nn.Module, decay: float):
         if not 0 < decay < 1:
             raise ValueError(f"ema_decay must be between 0 and 1 to average; got {decay!r}.")
         self.decay = decay
         self.steps = 0
-        self.sums = {name: torch.zeros_like(value) for name, value in model.state_dict().items()
-                     if value.is_floating_point()}
+        trained = {name for name, p in model.named_parameters() if p.requires_grad}
+        trained |= {name for name, b in model.named_buffers() if b.is_floating_point()}
+        self.sums = {name: torch.zeros_like(value) for name, value in model.state_dict().items() if name in trained}
         self.averaged = copy.deepcopy(model)  # holds the averaged weights once averaged_model() writes them
 
     @torch.no_grad()

@@ -97,11 +97,19 @@ def test_the_flag_round_trips_through_config_json_and_names_the_recipe(demo_dir,
     assert f"recipe {named} ->" in capsys.readouterr().out
 
 
+# A default trial's config as final.json held it before --ema-decay existed (written at commit 7be2d07).
+BEFORE_AVERAGING = {"batch_size": 256, "data_seed": 0, "device": "cpu", "epochs": 40, "eval_batch_size": 4096,
+                    "finetune_lr_scale": 0.1, "init": "scratch", "limit": None, "lr": 0.001, "model": "cnet",
+                    "optimizer": "adamw", "oversample": "none", "patience": 0, "precision": "fp32",
+                    "schedule": "cosine", "seed": 0, "task": "arrhythmia", "transfer_mode": "frozen",
+                    "val_fraction": 0.1, "warmup_epochs": 2, "weight_decay": 0.01}
+
+
 def test_a_config_from_before_averaging_reads_as_unaveraged_and_compares_the_same():
-    old = {k: v for k, v in TrialConfig().to_dict().items()}
-    assert "ema_decay" not in old  # left out where off, as configs written before it
-    assert TrialConfig.from_dict(old).ema_decay == 0.0 and TrialConfig.from_dict(old).recipe == "default"
-    assert RECIPES["original"]["ema_decay"] == 0.0
+    config = TrialConfig.from_dict(dict(BEFORE_AVERAGING))
+    assert config.ema_decay == 0.0 and config.recipe == "default"
+    assert config.to_dict() == BEFORE_AVERAGING  # what finished_final compares: the trial is not trained again
+    assert config == TrialConfig(device="cpu", precision="fp32") and RECIPES["original"]["ema_decay"] == 0.0
 
 
 @pytest.mark.parametrize("value", ["1", "-0.1", "nan", "x"])
@@ -113,3 +121,17 @@ def test_an_ema_decay_outside_0_to_1_is_one_sentence(demo_dir, tmp_path, capsys,
     assert "--ema-decay" in error and not (tmp_path / "t").exists()
     with pytest.raises(ValueError, match="ema_decay must be 0 .off. or between 0 and 1"):
         TrialConfig(ema_decay=1.0)
+
+
+def test_a_frozen_parameter_is_kept_as_it_is_not_averaged():
+    model = nn.Sequential(nn.Linear(2, 2), nn.Linear(2, 1))
+    model[0].weight.requires_grad_(False)
+    frozen = model[0].weight.detach().clone()
+    average = WeightAverage(model, 0.999)
+    for _ in range(2000):
+        with torch.no_grad():
+            model[1].weight.add_(1.0)
+        average.update(model)
+    averaged = average.averaged_model(model)
+    assert torch.equal(averaged[0].weight, frozen)  # bit for bit: an averaged constant drifts by about 1e-5
+    assert not torch.equal(averaged[1].weight, model[1].weight)
