@@ -30,24 +30,26 @@ def side_file(path: Path) -> Path:
     return path.with_name(path.stem + ".beats.csv")
 
 
-def check_built_pair(path: Path, sha256: str) -> None:
+def check_built_pair(path: Path, sha256: str) -> str | None:
     """The CSV ``path`` (content sha256 ``sha256``) and its side file are the pair data.physionet built: both match
     the digests its physionet_build.json gives. Rows of a build are ordered by class, so a side file of another
     build of the same records (another --seed of the intra split) has the same labels and rows; only the digests
-    tell them apart. A build written before the digests existed is checked by row count and labels alone."""
+    tell them apart. A build written before the digests existed is checked by row count and labels alone.
+    Returns the side file's sha256 (None where it is absent: read_side says so)."""
+    side = side_file(path)
+    side_sha256 = content_sha256(side)[0] if side.is_file() else None
     try:
         built = json.loads((path.parent / PHYSIONET_BUILD).read_text())["files"][path.name]
-    except (OSError, ValueError, KeyError, TypeError):
-        return  # not a build of data.physionet: read_side says what is missing
-    for what, file, digest in (("CSV", path, sha256), ("side file", side_file(path), None)):
-        expected = built.get("sha256" if what == "CSV" else "side_sha256") if isinstance(built, dict) else None
-        if expected is None or not file.is_file():
-            continue
-        actual = digest or content_sha256(file)[0]
-        if actual != expected:
+        expected = {"CSV": (path, sha256, built.get("sha256")),
+                    "side file": (side, side_sha256, built.get("side_sha256"))}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return side_sha256  # not a build of data.physionet
+    for what, (file, actual, digest) in expected.items():
+        if digest is not None and actual is not None and actual != digest:
             raise DataError(f"{file} is not the {what} data.physionet built there (sha256 {actual[:12]}..., its "
-                            f"{PHYSIONET_BUILD} says {expected[:12]}...): its beats and R peaks may not be the side "
+                            f"{PHYSIONET_BUILD} says {digest[:12]}...): its beats and R peaks may not be the side "
                             "file's; build the folder again")
+    return side_sha256
 
 
 def read_records(path: Path, rows: int, labels: np.ndarray | None = None) -> np.ndarray:

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from data.beats import DataError, content_sha256
+from data.beats import DataError
 from data.records import read_side, side_file
 
 FEATURES = ("pre/local", "post/local", "pre/mean", "post/mean", "local/mean")
@@ -43,11 +43,6 @@ def record_features(samples: np.ndarray) -> np.ndarray:
     mean = pre.mean()
     ratios = np.stack([pre / local, post / local, pre / mean, post / mean, local / mean], axis=1)
     return (SCALE * np.log(ratios)).astype(np.float32)
-
-
-def side_digests(paths) -> list[str]:
-    """The sha256 of each CSV's side file (CRLF read as LF): what the features are computed from."""
-    return [content_sha256(side_file(path))[0] for path in paths]
 
 
 def rhythm_features(paths: list[Path], rows: list[int], labels: list | None = None) -> list[np.ndarray]:

@@ -35,7 +35,7 @@ from data.constants import (BEAT_LEN, DEMO_MANIFEST, KAGGLE_FILES, MITBIH_TEST, 
                             PHYSIONET_BUILD, PTB_NORMAL, TASK_CLASSES, TASK_FILES, TASKS)
 from data.oversample import oversample_arrays
 from data.records import check_built_pair, read_records, record_split
-from data.rhythm import VERSION as RHYTHM_VERSION, rhythm_features, side_digests
+from data.rhythm import VERSION as RHYTHM_VERSION, rhythm_features
 
 SPLIT_VERSION = 1  # bump when the way splits are drawn changes: it is part of every fingerprint
 MI_TEST_SIZE, MI_TEST_RANDOM_STATE = 0.2, 1  # the original project's split, kept for comparability
@@ -116,8 +116,8 @@ def prepare_task(task: str, input_dir="input", *, seed: int = 0, val_fraction: f
     files = {name: load_beat_file(input_dir / name, cache_dir) for name in TASK_FILES[task]}
     inputs = {name: f.x for name, f in files.items()}
     by_record = task == "arrhythmia" and built_split(input_dir) == "inter"
-    for name in list(files) if rhythm else [MITBIH_TRAIN] if by_record else []:  # what reads side files
-        check_built_pair(input_dir / name, files[name].sha256)
+    side_sha256 = {name: check_built_pair(input_dir / name, files[name].sha256)  # the side files read below
+                   for name in (list(files) if rhythm else [MITBIH_TRAIN] if by_record else [])}
     if rhythm:
         features = rhythm_features([input_dir / name for name in files], [len(f.y) for f in files.values()],
                                    [f.y for f in files.values()])
@@ -155,7 +155,7 @@ def prepare_task(task: str, input_dir="input", *, seed: int = 0, val_fraction: f
     split_key = {"version": SPLIT_VERSION, "task": task, "files": {n: f.sha256 for n, f in files.items()},
                  "seed": int(seed), "val_fraction": float(val_fraction), "limit": limit,
                  **({"val_records": list(val_records)} if val_records else {}),
-                 **({"rhythm": {"version": RHYTHM_VERSION, "side_files": side_digests(input_dir / n for n in files)}}
+                 **({"rhythm": {"version": RHYTHM_VERSION, "side_files": [side_sha256[n] for n in files]}}
                     if rhythm else {})}
     split_fingerprint = _digest(split_key)
     plain_fingerprint = _digest({"split": split_fingerprint, "oversample": "none"})

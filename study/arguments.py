@@ -36,7 +36,6 @@ def fraction(text: str) -> float:
     return value
 
 
-
 def decay(text: str) -> float:
     value = float(text)
     if not 0 <= value < 1:

@@ -212,8 +212,10 @@ def _recompute(args, name: str, cells: list[Cell], done: dict, data: StudyData, 
         c.source is not None and c.source.cell_id in changed))]
     for cell in again:
         folder.store.delete(cell_file(cell.cell_id))
-        why = (changed[cell.cell_id] or [_same_files_changed([cell], data)] if cell.cell_id in changed
-               else ["its source cell"])
+        if cell.cell_id not in changed:
+            why = ["its source cell"]
+        else:
+            why = changed[cell.cell_id] or [_same_files_changed([cell], data)]
         print(f"{cell.cell_id}: computed on other data ({'; '.join(why)}): its result is deleted, and the cell runs "
               "again", flush=True)
     return [cell.cell_id for cell in again]
@@ -221,13 +223,14 @@ def _recompute(args, name: str, cells: list[Cell], done: dict, data: StudyData, 
 
 def _same_files_changed(cells: list[Cell], data: StudyData) -> str:
     """Why cells' data changed though their CSVs did not: what else their fingerprint (data/splits.py) covers."""
-    causes = (["their side files (*.beats.csv) or the version of the RR-interval features (--rhythm)"]
-              * any(data.plan.rhythm_of(c) for c in cells) +
-              ["the side file of mitbih_train.csv, whose records validation holds out whole (an inter build)"]
-              * any(data.of(c).val_records and not data.plan.rhythm_of(c) for c in cells) +
-              ["the oversampled set, as another version of scikit-learn or imbalanced-learn draws it"]
-              * any(c.oversample != "none" for c in cells))
-    return (f"the data set built from the same CSVs ({', or '.join(causes or ['the way this version splits them'])})")
+    causes = []
+    if any(data.plan.rhythm_of(c) for c in cells):
+        causes.append("their side files (*.beats.csv) or the version of the RR-interval features (--rhythm)")
+    if any(data.of(c).val_records and not data.plan.rhythm_of(c) for c in cells):
+        causes.append("the side file of mitbih_train.csv, whose records validation holds out whole (an inter build)")
+    if any(c.oversample != "none" for c in cells):
+        causes.append("the oversampled set, as another version of scikit-learn or imbalanced-learn draws it")
+    return f"the data set built from the same CSVs ({', or '.join(causes or ['the way this version splits them'])})"
 
 
 def _run_cells(args, plan: StudyPlan, folder: StudyFolder, specs: list, done: dict, data: StudyData, slots: int,

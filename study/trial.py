@@ -156,7 +156,7 @@ def train_one_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch
         loss.backward()
         optimizer.step()
         if average is not None:
-            average.update(model)
+            average.update()
         total += loss.detach() * batch.numel()
     if int(first_bad):  # the epoch's one device sync
         what = "NaN" if math.isnan(float(bad_loss)) else "infinite"

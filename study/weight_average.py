@@ -26,16 +26,17 @@ class WeightAverage:
         self.steps = 0
         trained = {name for name, p in model.named_parameters() if p.requires_grad}
         trained |= {name for name, b in model.named_buffers() if b.is_floating_point()}
-        self.sums = {name: torch.zeros_like(value) for name, value in model.state_dict().items() if name in trained}
+        # Views of the model's tensors, read at every step: the optimizer and load_state_dict write them in place.
+        self.sources = {name: value for name, value in model.state_dict().items() if name in trained}
+        self.sums = {name: torch.zeros_like(value) for name, value in self.sources.items()}
         self.averaged = copy.deepcopy(model)  # holds the averaged weights once averaged_model() writes them
 
     @torch.no_grad()
-    def update(self, model: nn.Module) -> None:
-        """Add ``model``'s weights after one optimizer step."""
+    def update(self) -> None:
+        """Add the model's weights after one optimizer step."""
         self.steps += 1
-        for name, value in model.state_dict().items():
-            if name in self.sums:
-                self.sums[name].mul_(self.decay).add_(value.detach(), alpha=1 - self.decay)
+        for name, value in self.sources.items():
+            self.sums[name].mul_(self.decay).add_(value, alpha=1 - self.decay)
 
     @torch.no_grad()
     def averaged_model(self, model: nn.Module) -> nn.Module:

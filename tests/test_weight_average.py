@@ -27,7 +27,7 @@ def test_the_average_weights_step_k_back_by_decay_to_the_k_and_the_initial_weigh
     for weight in steps:
         with torch.no_grad():
             model.weight.copy_(weight)
-        average.update(model)
+        average.update()
     averaged = average.averaged_model(model)
     # (0.25 w1 + 0.5 w2 + w3) / (0.25 + 0.5 + 1): every step so far, the newest weighted most; no initial weights
     assert torch.allclose(averaged.weight, (steps[0] + 2 * steps[1] + 4 * steps[2]) / 7)
@@ -131,7 +131,7 @@ def test_a_frozen_parameter_is_kept_as_it_is_not_averaged():
     for _ in range(2000):
         with torch.no_grad():
             model[1].weight.add_(1.0)
-        average.update(model)
+        average.update()
     averaged = average.averaged_model(model)
     assert torch.equal(averaged[0].weight, frozen)  # bit for bit: an averaged constant drifts by about 1e-5
     assert not torch.equal(averaged[1].weight, model[1].weight)
