@@ -1,6 +1,6 @@
 """How good the trial's recipe is on real beats: the original's plain Adam, the default recipe, the default with
 each beat's RR intervals beside it (--rhythm, data/rhythm.py), and that validating an average of its weights
-(--ema-decay, study/weight_average.py).
+(--ema-decay, study/weight_average.py) or trained on a SMOTE-oversampled training split (data/oversample.py).
 
     python -m bench.bench_quality [--records ../shared/physionet/mitdb] [--epochs 40] [--seeds 0,1,2]
     python -m bench.bench_quality --finished-only      # the section again from the runs finished so far
@@ -38,19 +38,25 @@ TRIED = {"adam-cosine": {"optimizer": "adam", "weight_decay": 0.0, "schedule": "
 AVERAGED = {"default+ema": {**RECIPES["default"], "ema_decay": 0.999}}
 # The same recipes with each beat's RR intervals beside its samples (--rhythm, data/rhythm.py).
 WITH_RHYTHM = {f"{name}+rhythm": {**fields, "rhythm": True} for name, fields in {**RECIPES, **AVERAGED}.items()}
-CANDIDATES = {**RECIPES, **TRIED, **AVERAGED, **WITH_RHYTHM}
+# The default with the intervals, its training split oversampled by SMOTE (every class as large as N).
+OVERSAMPLED = {"default+rhythm+smote": {**WITH_RHYTHM["default+rhythm"], "oversample": "smote"}}
+CANDIDATES = {**RECIPES, **TRIED, **AVERAGED, **WITH_RHYTHM, **OVERSAMPLED}
 
 
 def folder_name(split: str, fields: dict, epochs: int, seed: int, precision: str) -> str:
     """A run's folder, named by what it trains (so a recipe renamed or made the default reuses its runs)."""
     average = f"-ema{fields['ema_decay']:g}" if fields.get("ema_decay") else ""
-    return (f"{split}{'-rhythm' * fields.get('rhythm', False)}-{fields['optimizer']}-wd{fields['weight_decay']:g}"
-            f"-{fields['schedule']}-w{fields['warmup_epochs']}{average}-e{epochs}-s{seed}-{precision}")
+    oversample = f"-{fields['oversample']}" if fields.get("oversample", "none") != "none" else ""
+    return (f"{split}{'-rhythm' * fields.get('rhythm', False)}{oversample}-{fields['optimizer']}"
+            f"-wd{fields['weight_decay']:g}-{fields['schedule']}-w{fields['warmup_epochs']}{average}-e{epochs}-s{seed}"
+            f"-{precision}")
 
 
 def describe(fields: dict) -> str:
-    """A candidate in words: its recipe, and the RR intervals where it has them."""
-    return describe_recipe(fields) + (", each beat's RR intervals beside it (--rhythm)" if fields.get("rhythm") else "")
+    """A candidate in words: its recipe, and the RR intervals and oversampling where it has them."""
+    rhythm = ", each beat's RR intervals beside it (--rhythm)" if fields.get("rhythm") else ""
+    oversample = fields.get("oversample", "none")
+    return describe_recipe(fields) + rhythm + (f", training split oversampled ({oversample})" * (oversample != "none"))
 
 
 def mean_std(values: list[float]) -> str:
@@ -106,18 +112,22 @@ def other_runs(runs: dict) -> list[str]:
         final = json.loads(final_path.read_text())
         config = TrialConfig.from_dict(final["config"])
         autocast = json.loads((final_path.parent / "config.json").read_text())["runtime"]["autocast"]
-        recipe = config.recipe + " + rhythm" * config.rhythm
+        recipe = config.recipe + " + rhythm" * config.rhythm + f" + {config.oversample}" * (config.oversample != "none")
+        nsvf = (f"{inter_patient_figures(final['test'])['macro_f1_nsvf']:.4f}"
+                if final_path.parent.name.startswith("inter") else "")
         lines.append(f"| {final_path.parent.name} | {recipe} | {autocast} | {config.seed} | {final['best_epoch']} | "
-                     f"{final['val']['macro_f1']:.4f} | {final['test']['macro_f1']:.4f} |")
+                     f"{final['val']['macro_f1']:.4f} | {final['test']['macro_f1']:.4f} | {nsvf} |")
     if not lines:
         return []
     return ["", "### other runs found in bench/_work/quality/", "",
-            "| run | recipe | autocast | seed | best epoch | val macro F1 | test macro F1 |",
-            "|---|---|---|---|---:|---:|---:|", *lines]
+            "| run | recipe | autocast | seed | best epoch | val macro F1 | test macro F1 "
+            "| test macro F1 N,S,V,F (inter) |",
+            "|---|---|---|---|---:|---:|---:|---:|", *lines]
 
 
 def write(runs: dict, recipes: list[str], args: argparse.Namespace, classes: tuple[str, ...], seconds: float) -> None:
-    lines = [f"`cnet`, {args.epochs} epoch{'s' * (args.epochs != 1)}, lr 0.001, batch 256, {args.precision}, on the 48 MIT-BIH records built by data.physionet; "
+    lines = [f"`cnet`, {args.epochs} epoch{'s' * (args.epochs != 1)}, lr 0.001, batch 256, {args.precision}, on the 48 "
+             "MIT-BIH records built by data.physionet; "
              "the epoch is chosen on validation macro F1, test is evaluated once. Recipes: "
              + "; ".join(f"**{name}**: {describe(CANDIDATES[name])}" for name in recipes)
              + f". Training time of the {len(runs)} runs: {sum(r['minutes'] for r in runs.values()):.0f} min (this "
@@ -155,9 +165,12 @@ def main() -> int:
         folder = WORK / split
         if not (folder / "physionet_build.json").is_file():
             build("mitdb", args.records, folder, split=split, seed=0)
-        for rhythm in sorted({bool(CANDIDATES[name].get("rhythm")) for name in recipes}):
-            data[split, rhythm] = prepare_task("arrhythmia", folder, seed=0, rhythm=rhythm)
-            print(data[split, rhythm].summary(), flush=True)
+        inputs = {(bool(CANDIDATES[name].get("rhythm")), CANDIDATES[name].get("oversample", "none"))
+                  for name in recipes}
+        for rhythm, oversample in sorted(inputs):
+            data[split, rhythm, oversample] = prepare_task("arrhythmia", folder, seed=0, rhythm=rhythm,
+                                                           oversample=oversample)
+            print(data[split, rhythm, oversample].summary(), flush=True)
     runs, started = {}, time.perf_counter()
     # seed by seed, so that a partial benchmark already compares the recipes
     for seed in seeds:
@@ -166,7 +179,7 @@ def main() -> int:
                 fields = CANDIDATES[recipe]
                 config = TrialConfig(epochs=args.epochs, seed=seed, device="cpu", precision=args.precision, **fields)
                 folder = WORK / folder_name(split, fields, args.epochs, seed, args.precision)
-                split_data = data[split, config.rhythm]
+                split_data = data[split, config.rhythm, config.oversample]
                 if args.finished_only and finished_final(folder, config)[0] is None:
                     continue
                 final = run_trial(config, split_data, folder, log=print)
