@@ -32,8 +32,10 @@ from study.trial_folder import finished_final
 ROOT = Path(__file__).resolve().parents[1]
 WORK = ROOT / "bench" / "_work" / "quality"
 SPLITS = ("intra", "inter")
-# Tried beside the named recipes while choosing the default (on validation): does weight decay add anything?
-TRIED = {"adam-cosine": {"optimizer": "adam", "weight_decay": 0.0, "schedule": "cosine", "warmup_epochs": 2}}
+# Tried beside the named recipes while choosing the default (on validation): does weight decay add anything, and
+# does more of it help the inter-patient split?
+TRIED = {"adam-cosine": {"optimizer": "adam", "weight_decay": 0.0, "schedule": "cosine", "warmup_epochs": 2},
+         "default+rhythm+wd0.1": {**RECIPES["default"], "weight_decay": 0.1, "rhythm": True}}
 # The default validating an average of its weights (--ema-decay, study/weight_average.py).
 AVERAGED = {"default+ema": {**RECIPES["default"], "ema_decay": 0.999}}
 # The same recipes with each beat's RR intervals beside its samples (--rhythm, data/rhythm.py).
@@ -112,9 +114,13 @@ def other_runs(runs: dict) -> list[str]:
         final = json.loads(final_path.read_text())
         config = TrialConfig.from_dict(final["config"])
         autocast = json.loads((final_path.parent / "config.json").read_text())["runtime"]["autocast"]
-        recipe = config.recipe + " + rhythm" * config.rhythm + f" + {config.oversample}" * (config.oversample != "none")
-        nsvf = (f"{inter_patient_figures(final['test'])['macro_f1_nsvf']:.4f}"
-                if final_path.parent.name.startswith("inter") else "")
+        split = final_path.parent.name.split("-")[0]
+        named = [name for name, fields in CANDIDATES.items()
+                 if folder_name(split, fields, config.epochs, config.seed, config.precision) == final_path.parent.name]
+        oversample = f" + {config.oversample}" * (config.oversample != "none")
+        described = config.recipe + " + rhythm" * config.rhythm + oversample
+        recipe = f"{named[0]} (`--recipes {named[0]}`)" if named else described
+        nsvf = f"{inter_patient_figures(final['test'])['macro_f1_nsvf']:.4f}" if split == "inter" else ""
         lines.append(f"| {final_path.parent.name} | {recipe} | {autocast} | {config.seed} | {final['best_epoch']} | "
                      f"{final['val']['macro_f1']:.4f} | {final['test']['macro_f1']:.4f} | {nsvf} |")
     if not lines:
