@@ -220,12 +220,12 @@ def test_a_physionet_split_needs_its_build_and_reads_from_it(tmp_path, capsys):
 
 
 def test_the_status_line_counts_trials_starting_apart_from_those_holding_a_slot():
-    from study.launch import _StatusLine
+    from study.tune.status import StatusLine
 
     status = {"done": 3, "running": 2, "waiting": 5, "trials_running": 3, "trials_starting": 1,
               "trials_finished": 40, "work_done": 100, "work_left": 300}
     # Every slot is taken, by a trial running or one starting: nothing to say of the cluster's free resources.
-    assert _StatusLine(None, slots=4, cpus=1.0, gpus=0.0).line(status, elapsed=120) == (
+    assert StatusLine(None, slots=4, cpus=1.0, gpus=0.0).line(status, elapsed=120) == (
         "status: cells 3 done, 2 running, 5 waiting; trials 3 running, 1 starting, 40 finished; slots 3/4 in use; "
         "2.0 min elapsed, about 6.0 min left")
 
@@ -243,17 +243,17 @@ def test_the_status_line_says_what_a_study_with_free_slots_waits_for(monkeypatch
     """A busy cluster: slots free in the study, but no node has a trial's resources free right now."""
     import ray
 
-    from study.launch import _StatusLine
+    from study.tune.status import StatusLine
 
     monkeypatch.setattr(ray, "available_resources", lambda: {"CPU": 0.5, "GPU": 0.25})
     status = {"done": 0, "running": 1, "waiting": 2, "trials_running": 1, "trials_starting": 0,
               "trials_finished": 0, "work_done": 0, "work_left": 10}
-    assert _StatusLine(None, slots=4, cpus=1.0, gpus=0.5).line(status, elapsed=60) == (
+    assert StatusLine(None, slots=4, cpus=1.0, gpus=0.5).line(status, elapsed=60) == (
         "status: cells 0 done, 1 running, 2 waiting; trials 1 running, 0 finished; slots 1/4 in use; 1.0 min "
         "elapsed; waiting for resources: a trial needs 1 CPU(s) and 0.5 GPU(s), the cluster has 0.5 CPU(s) and "
         "0.25 GPU(s) free")
     monkeypatch.setattr(ray, "available_resources", lambda: {"CPU": 3.0, "GPU": 1.0})
-    assert _StatusLine(None, slots=4, cpus=1.0, gpus=0.5).line(status, elapsed=60).endswith("1.0 min elapsed")
+    assert StatusLine(None, slots=4, cpus=1.0, gpus=0.5).line(status, elapsed=60).endswith("1.0 min elapsed")
 
 
 @pytest.mark.parametrize("groups, waits", [([], False), ([(8, 1, 0)], False), ([(8, 1, 4)], True),

@@ -7,5 +7,6 @@
     records.py     Tune's trials turned into study/results.py records
     restore.py     a new Tuner or the interrupted one restored; Tune's files written whole
     cluster.py     starting or joining Ray; how many trials it runs at once
+    status.py      the driver's status line, once a minute
     standin.py     a trainable that sleeps instead of training, for tests and bench/bench_cluster.py
 """
