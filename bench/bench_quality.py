@@ -3,17 +3,21 @@ each beat's RR intervals beside it (--rhythm, data/rhythm.py), and that validati
 (--ema-decay, study/weight_average.py) or trained on a SMOTE-oversampled training split (data/oversample.py).
 
     python -m bench.bench_quality [--records ../shared/physionet/mitdb] [--epochs 40] [--seeds 0,1,2]
+    python -m bench.bench_quality --seeds 0 --data-seeds 0,1,2 --splits inter   # other validation records
     python -m bench.bench_quality --finished-only      # the section again from the runs finished so far
 
 Builds the MIT-BIH records into the Kaggle format with data.physionet (the `intra` split, a random 80/20 split of
 beats like Kaggle's; the `inter` split, de Chazal et al.'s DS1 / DS2, validation by whole DS1 records), then trains
 `cnet` at the original's settings (lr 0.001, batch 256, `--epochs` epochs) with each recipe (`--recipes`) and seed.
-The epoch is chosen on validation macro F1 and the test split is evaluated once. Every run is a trial folder under
+The epoch is chosen on validation macro F1 and the test split is evaluated once. `--seeds` vary the weights and the
+batch order; `--data-seeds` the validation split (inter: which whole DS1 records validate, data/records.py; intra:
+which 10% of the training beats), so that a recipe is judged on more than one set of validation patients. Every run is a trial folder under
 bench/_work/quality/, so the same command continues an interrupted benchmark; the "quality" section of
 bench/RESULTS.md is rewritten after each run. Stops with one line where the records are absent (users' clones).
 """
 
 import argparse
+import itertools
 import json
 import sys
 import time
@@ -45,13 +49,14 @@ OVERSAMPLED = {"default+rhythm+smote": {**WITH_RHYTHM["default+rhythm"], "oversa
 CANDIDATES = {**RECIPES, **TRIED, **AVERAGED, **WITH_RHYTHM, **OVERSAMPLED}
 
 
-def folder_name(split: str, fields: dict, epochs: int, seed: int, precision: str) -> str:
-    """A run's folder, named by what it trains (so a recipe renamed or made the default reuses its runs)."""
+def folder_name(split: str, fields: dict, epochs: int, seed: int, precision: str, data_seed: int = 0) -> str:
+    """A run's folder, named by what it trains (so a recipe renamed or made the default reuses its runs); data seed
+    0's runs are named as before data seeds were varied."""
     average = f"-ema{fields['ema_decay']:g}" if fields.get("ema_decay") else ""
     oversample = f"-{fields['oversample']}" if fields.get("oversample", "none") != "none" else ""
     return (f"{split}{'-rhythm' * fields.get('rhythm', False)}{oversample}-{fields['optimizer']}"
             f"-wd{fields['weight_decay']:g}-{fields['schedule']}-w{fields['warmup_epochs']}{average}-e{epochs}-s{seed}"
-            f"-{precision}")
+            f"{f'-d{data_seed}' * bool(data_seed)}-{precision}")
 
 
 def describe(fields: dict) -> str:
@@ -69,14 +74,14 @@ def mean_std(values: list[float]) -> str:
 
 
 def intra_table(runs: dict, recipes: list[str], classes: tuple[str, ...]) -> list[str]:
-    lines = ["| recipe | seeds | val macro F1 | test macro F1 (mean ± std) | test F1 " + " / ".join(classes)
+    lines = ["| recipe | seeds (weights/data) | val macro F1 | test macro F1 (mean ± std) | test F1 " + " / ".join(classes)
              + " | training minutes a run |", "|---|---|---:|---:|---|---:|"]
     for recipe in recipes:
-        done = [r for (split, name, _), r in sorted(runs.items()) if split == "intra" and name == recipe]
+        done = [r for (split, name, *_), r in sorted(runs.items()) if split == "intra" and name == recipe]
         if not done:
             continue
         per_class = " / ".join(f"{np.mean([r['test']['per_class'][c]['f1'] for r in done]):.3f}" for c in classes)
-        lines.append(f"| {recipe} | {', '.join(str(r['config']['seed']) for r in done)} | "
+        lines.append(f"| {recipe} | {', '.join(seeds(r) for r in done)} | "
                      f"{mean_std([r['val']['macro_f1'] for r in done])} | "
                      f"{mean_std([r['test']['macro_f1'] for r in done])} | {per_class} | "
                      f"{np.mean([r['minutes'] for r in done]):.1f} |")
@@ -85,22 +90,39 @@ def intra_table(runs: dict, recipes: list[str], classes: tuple[str, ...]) -> lis
 
 def inter_table(runs: dict, recipes: list[str]) -> list[str]:
     header = " | ".join(f"Se {c} | +P {c}" for c in AAMI_REPORTED)
-    lines = [f"| recipe | seed | val records | val macro F1 | {header} | macro F1 N,S,V,F | macro F1 (5 classes) |",
+    lines = [f"| recipe | seed (weights/data) | val records | val macro F1 | {header} | macro F1 N,S,V,F | macro F1 (5 classes) |",
              "|---|---|---|---:|" + "---:|" * (2 * len(AAMI_REPORTED) + 2)]
     for recipe in recipes:
-        done = [r for (split, name, _), r in sorted(runs.items()) if split == "inter" and name == recipe]
+        done = [r for (split, name, *_), r in sorted(runs.items()) if split == "inter" and name == recipe]
         for r in done:
             figures = inter_patient_figures(r["test"])
             cells = " | ".join(f"{figures['sensitivity'][c]:.3f} | {figures['ppv'][c]:.3f}" for c in AAMI_REPORTED)
-            lines.append(f"| {recipe} | {r['config']['seed']} | {' '.join(r['val_records'])} | "
+            lines.append(f"| {recipe} | {seeds(r)} | {' '.join(r['val_records'])} | "
                          f"{r['val']['macro_f1']:.4f} | {cells} | "
                          f"{figures['macro_f1_nsvf']:.4f} | {r['test']['macro_f1']:.4f} |")
-        if len(done) > 1:
-            nsvf = [inter_patient_figures(r["test"])["macro_f1_nsvf"] for r in done]
-            lines.append(f"| {recipe} | mean ± std | | {mean_std([r['val']['macro_f1'] for r in done])} | "
+        for what, group in summaries(done):
+            nsvf = [inter_patient_figures(r["test"])["macro_f1_nsvf"] for r in group]
+            lines.append(f"| {recipe} | mean ± std, {what} | | {mean_std([r['val']['macro_f1'] for r in group])} | "
                          f"{' | ' * (2 * len(AAMI_REPORTED) - 1)} | {mean_std(nsvf)} | "
-                         f"{mean_std([r['test']['macro_f1'] for r in done])} |")
+                         f"{mean_std([r['test']['macro_f1'] for r in group])} |")
     return lines
+
+
+def seeds(run: dict) -> str:
+    """A run's weight seed, and its data seed where it is not 0: "1", "0/2"."""
+    config = run["config"]
+    return f"{config['seed']}" + (f"/{config['data_seed']}" if config["data_seed"] else "")
+
+
+def summaries(done: list[dict]) -> list[tuple[str, list[dict]]]:
+    """The groups of a recipe's runs that vary one seed: the weight seeds at data seed 0, and the data seeds at
+    weight seed 0, where each has more than one run."""
+    by_weights = [r for r in done if not r["config"]["data_seed"]]
+    by_data = [r for r in done if not r["config"]["seed"]]
+    groups = [("weight seeds", by_weights)] if len(by_weights) > 1 else []
+    if len({r["config"]["data_seed"] for r in by_data}) > 1:
+        groups.append(("data seeds", by_data))
+    return groups
 
 
 def other_runs(runs: dict) -> list[str]:
@@ -116,17 +138,18 @@ def other_runs(runs: dict) -> list[str]:
         autocast = json.loads((final_path.parent / "config.json").read_text())["runtime"]["autocast"]
         split = final_path.parent.name.split("-")[0]
         named = [name for name, fields in CANDIDATES.items()
-                 if folder_name(split, fields, config.epochs, config.seed, config.precision) == final_path.parent.name]
+                 if folder_name(split, fields, config.epochs, config.seed, config.precision,
+                                config.data_seed) == final_path.parent.name]
         oversample = f" + {config.oversample}" * (config.oversample != "none")
         described = config.recipe + " + rhythm" * config.rhythm + oversample
         recipe = f"{named[0]} (`--recipes {named[0]}`)" if named else described
         nsvf = f"{inter_patient_figures(final['test'])['macro_f1_nsvf']:.4f}" if split == "inter" else ""
-        lines.append(f"| {final_path.parent.name} | {recipe} | {autocast} | {config.seed} | {final['best_epoch']} | "
+        lines.append(f"| {final_path.parent.name} | {recipe} | {autocast} | {seeds(final)} | {final['best_epoch']} | "
                      f"{final['val']['macro_f1']:.4f} | {final['test']['macro_f1']:.4f} | {nsvf} |")
     if not lines:
         return []
     return ["", "### other runs found in bench/_work/quality/", "",
-            "| run | recipe | autocast | seed | best epoch | val macro F1 | test macro F1 "
+            "| run | recipe | autocast | seed (weights/data) | best epoch | val macro F1 | test macro F1 "
             "| test macro F1 N,S,V,F (inter) |",
             "|---|---|---|---|---:|---:|---:|---:|", *lines]
 
@@ -151,7 +174,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--records", type=Path, default=ROOT.parent / "shared" / "physionet" / "mitdb")
     parser.add_argument("--epochs", type=int, default=40)
-    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--seeds", default="0,1,2", help="weight seeds")
+    parser.add_argument("--data-seeds", default="0", help="validation split seeds (study trial's --data-seed)")
     parser.add_argument("--recipes", default="original,default,default+rhythm,default+ema+rhythm",
                         help=f"of {', '.join(CANDIDATES)}")
     parser.add_argument("--splits", default="intra,inter")
@@ -164,7 +188,7 @@ def main() -> int:
     if not (args.records / "100.hea").is_file():
         print(f"bench_quality: no MIT-BIH records in {args.records} (the shared PhysioNet copy); nothing measured.")
         return 0
-    seeds = [int(s) for s in args.seeds.split(",")]
+    weight_seeds, data_seeds = [int(s) for s in args.seeds.split(",")], [int(s) for s in args.data_seeds.split(",")]
     recipes, splits = args.recipes.split(","), args.splits.split(",")
     data = {}
     for split in splits:
@@ -173,26 +197,25 @@ def main() -> int:
             build("mitdb", args.records, folder, split=split, seed=0)
         inputs = {(bool(CANDIDATES[name].get("rhythm")), CANDIDATES[name].get("oversample", "none"))
                   for name in recipes}
-        for rhythm, oversample in sorted(inputs):
-            data[split, rhythm, oversample] = prepare_task("arrhythmia", folder, seed=0, rhythm=rhythm,
-                                                           oversample=oversample)
-            print(data[split, rhythm, oversample].summary(), flush=True)
+        for (rhythm, oversample), data_seed in itertools.product(sorted(inputs), data_seeds):
+            key = split, rhythm, oversample, data_seed
+            data[key] = prepare_task("arrhythmia", folder, seed=data_seed, rhythm=rhythm, oversample=oversample)
+            print(data[key].summary(), flush=True)
     runs, started = {}, time.perf_counter()
     # seed by seed, so that a partial benchmark already compares the recipes
-    for seed in seeds:
-        for split in splits:
-            for recipe in recipes:
-                fields = CANDIDATES[recipe]
-                config = TrialConfig(epochs=args.epochs, seed=seed, device="cpu", precision=args.precision, **fields)
-                folder = WORK / folder_name(split, fields, args.epochs, seed, args.precision)
-                split_data = data[split, config.rhythm, config.oversample]
-                if args.finished_only and finished_final(folder, config)[0] is None:
-                    continue
-                final = run_trial(config, split_data, folder, log=print)
-                runs[(split, recipe, seed)] = {**final, "minutes": final["train_seconds"] / 60,
-                                               "val_records": split_data.val_records}
-                print(f"{split} {recipe} seed {seed}: test macro F1 {final['test']['macro_f1']:.4f}", flush=True)
-                write(runs, recipes, args, split_data.class_names, time.perf_counter() - started)
+    for data_seed, seed, split, recipe in itertools.product(data_seeds, weight_seeds, splits, recipes):
+        fields = CANDIDATES[recipe]
+        config = TrialConfig(epochs=args.epochs, seed=seed, data_seed=data_seed, device="cpu",
+                             precision=args.precision, **fields)
+        folder = WORK / folder_name(split, fields, args.epochs, seed, args.precision, data_seed)
+        split_data = data[split, config.rhythm, config.oversample, data_seed]
+        if args.finished_only and finished_final(folder, config)[0] is None:
+            continue
+        final = run_trial(config, split_data, folder, log=print)
+        runs[(split, recipe, seed, data_seed)] = {**final, "minutes": final["train_seconds"] / 60,
+                                                  "val_records": split_data.val_records}
+        print(f"{split} {recipe} seed {seeds(final)}: test macro F1 {final['test']['macro_f1']:.4f}", flush=True)
+        write(runs, recipes, args, split_data.class_names, time.perf_counter() - started)
     return 0
 
 
