@@ -11,9 +11,10 @@ beats like Kaggle's; the `inter` split, de Chazal et al.'s DS1 / DS2, validation
 `cnet` at the original's settings (lr 0.001, batch 256, `--epochs` epochs) with each recipe (`--recipes`) and seed.
 The epoch is chosen on validation macro F1 and the test split is evaluated once. `--seeds` vary the weights and the
 batch order; `--data-seeds` the validation split (inter: which whole DS1 records validate, data/records.py; intra:
-which 10% of the training beats), so that a recipe is judged on more than one set of validation patients. Every run is a trial folder under
-bench/_work/quality/, so the same command continues an interrupted benchmark; the "quality" section of
-bench/RESULTS.md is rewritten after each run. Stops with one line where the records are absent (users' clones).
+which 10% of the training beats), so that a recipe is judged on more than one set of validation patients. Every
+run is a trial folder under bench/_work/quality/, so the same command continues an interrupted benchmark; the
+"quality" section of bench/RESULTS.md is rewritten after each run. Stops with one line where the records are
+absent (users' clones).
 """
 
 import argparse
@@ -74,8 +75,8 @@ def mean_std(values: list[float]) -> str:
 
 
 def intra_table(runs: dict, recipes: list[str], classes: tuple[str, ...]) -> list[str]:
-    lines = ["| recipe | seeds (weights/data) | val macro F1 | test macro F1 (mean ± std) | test F1 " + " / ".join(classes)
-             + " | training minutes a run |", "|---|---|---:|---:|---|---:|"]
+    lines = ["| recipe | seeds (weights/data) | val macro F1 | test macro F1 (mean ± std) | test F1 "
+             + " / ".join(classes) + " | training minutes a run |", "|---|---|---:|---:|---|---:|"]
     for recipe in recipes:
         done = [r for (split, name, *_), r in sorted(runs.items()) if split == "intra" and name == recipe]
         if not done:
@@ -90,7 +91,8 @@ def intra_table(runs: dict, recipes: list[str], classes: tuple[str, ...]) -> lis
 
 def inter_table(runs: dict, recipes: list[str]) -> list[str]:
     header = " | ".join(f"Se {c} | +P {c}" for c in AAMI_REPORTED)
-    lines = [f"| recipe | seed (weights/data) | val records | val macro F1 | {header} | macro F1 N,S,V,F | macro F1 (5 classes) |",
+    lines = [f"| recipe | seed (weights/data) | val records | val macro F1 | {header} | macro F1 N,S,V,F "
+             "| macro F1 (5 classes) |",
              "|---|---|---|---:|" + "---:|" * (2 * len(AAMI_REPORTED) + 2)]
     for recipe in recipes:
         done = [r for (split, name, *_), r in sorted(runs.items()) if split == "inter" and name == recipe]
