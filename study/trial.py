@@ -53,9 +53,9 @@ def native_bf16(device: torch.device) -> bool:
 def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     """The autocast dtype, or None for plain fp32. bf16 needs no loss scaling, unlike fp16.
 
-    "auto" takes bf16 where the hardware computes it natively: 1.2x (cnet) to 1.8x (RNNs) faster on this
-    project's CPUs with no loss of validation macro F1 (bench/RESULTS.md, section "trial"); emulated bf16
-    would be slower than fp32, so other CPUs stay in fp32.
+    "auto" takes bf16 where the hardware computes it natively: 1.1x (seq) to 1.9x (bigru) faster on this
+    project's CPUs, best validation macro F1 at most 0.02 below fp32's in short seeded runs (bench/RESULTS.md,
+    section "trial"); emulated bf16 would be slower than fp32, so other CPUs stay in fp32.
     """
     if precision == "bf16":
         return torch.bfloat16
