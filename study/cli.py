@@ -94,11 +94,18 @@ def recipe_fields(args: argparse.Namespace) -> dict:
 def get_args_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m study", description=__doc__.split("\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("-v", "--verbose", action="store_true", help="tracebacks on errors, Ray's own output")
+    verbose = {"action": "store_true", "help": "tracebacks on errors, Ray's own output"}
+    parser.add_argument("-v", "--verbose", **verbose)
     commands = parser.add_subparsers(dest="command", required=True, metavar="{trial,launch,report}")
-    add_trial_arguments(commands.add_parser("trial", help="train and evaluate one configuration"))
-    plan.add_launch_arguments(commands.add_parser("launch", help="run the Ray Tune study"))
-    report.add_report_arguments(commands.add_parser("report", help="tables and plots from a study's results"))
+    for name, add_arguments, text in (
+            ("trial", add_trial_arguments, "train and evaluate one configuration"),
+            ("launch", plan.add_launch_arguments, "run the Ray Tune study"),
+            ("report", report.add_report_arguments, "tables and plots from a study's results")):
+        command = commands.add_parser(name, help=text)
+        add_arguments(command)
+        # -v after the command too (`study report -v DIR`, as the data and models commands take it); left unset
+        # where absent, so that the -v before the command counts
+        command.add_argument("-v", "--verbose", default=argparse.SUPPRESS, **verbose)
     return parser
 
 

@@ -7,6 +7,14 @@ from data.entry import parse
 from study.cli import get_args_parser
 
 
+@pytest.mark.parametrize("argv, verbose", [
+    (["-v", "report", "x"], True), (["report", "-v", "x"], True), (["report", "x", "--verbose"], True),
+    (["report", "x"], False), (["-v", "trial", "--demo", "-v"], True), (["launch", "-v"], True),
+])
+def test_verbose_is_taken_before_or_after_the_command(argv, verbose):
+    assert parse(get_args_parser(), argv).verbose is verbose
+
+
 def test_a_flag_named_in_full_is_itself_not_an_abbreviation_of_a_longer_one():
     args = parse(get_args_parser(), ["trial", "--demo", "--demo-rows", "500", "--epochs", "1"])
     assert args.demo and args.demo_rows == 500
