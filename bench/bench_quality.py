@@ -11,10 +11,12 @@ beats like Kaggle's; the `inter` split, de Chazal et al.'s DS1 / DS2, validation
 `cnet` at the original's settings (lr 0.001, batch 256, `--epochs` epochs) with each recipe (`--recipes`) and seed.
 The epoch is chosen on validation macro F1 and the test split is evaluated once. `--seeds` vary the weights and the
 batch order; `--data-seeds` the validation split (inter: which whole DS1 records validate, data/records.py; intra:
-which 10% of the training beats), so that a recipe is judged on more than one set of validation patients. Every
-run is a trial folder under bench/_work/quality/, so the same command continues an interrupted benchmark; the
-"quality" section of bench/RESULTS.md is rewritten after each run. Stops with one line where the records are
-absent (users' clones).
+which 10% of the training beats), so that a recipe is judged on more than one set of validation patients. Every pair
+of the two trains; the tables' means vary one seed with the other at 0 (weight seeds at data seed 0, data seeds at
+weight seed 0), and the section holds the runs of the seeds given: `--finished-only` with every seed rewrites it
+whole. Every run is a trial folder under bench/_work/quality/, so the same command continues an interrupted
+benchmark; the "quality" section of bench/RESULTS.md is rewritten after each run. Stops with one line where the
+records are absent (users' clones).
 """
 
 import argparse
@@ -79,13 +81,13 @@ def intra_table(runs: dict, recipes: list[str], classes: tuple[str, ...]) -> lis
              + " / ".join(classes) + " | training minutes a run |", "|---|---|---:|---:|---|---:|"]
     for recipe in recipes:
         done = [r for (split, name, *_), r in sorted(runs.items()) if split == "intra" and name == recipe]
-        if not done:
-            continue
-        per_class = " / ".join(f"{np.mean([r['test']['per_class'][c]['f1'] for r in done]):.3f}" for c in classes)
-        lines.append(f"| {recipe} | {', '.join(seeds(r) for r in done)} | "
-                     f"{mean_std([r['val']['macro_f1'] for r in done])} | "
-                     f"{mean_std([r['test']['macro_f1'] for r in done])} | {per_class} | "
-                     f"{np.mean([r['minutes'] for r in done]):.1f} |")
+        for _, group in summaries(done) or [("", done)] * bool(done):
+            per_class = " / ".join(f"{np.mean([r['test']['per_class'][c]['f1'] for r in group]):.3f}"
+                                   for c in classes)
+            lines.append(f"| {recipe} | {', '.join(seeds(r) for r in group)} | "
+                         f"{mean_std([r['val']['macro_f1'] for r in group])} | "
+                         f"{mean_std([r['test']['macro_f1'] for r in group])} | {per_class} | "
+                         f"{np.mean([r['minutes'] for r in group]):.1f} |")
     return lines
 
 
@@ -177,7 +179,8 @@ def main() -> int:
     parser.add_argument("--records", type=Path, default=ROOT.parent / "shared" / "physionet" / "mitdb")
     parser.add_argument("--epochs", type=int, default=40)
     parser.add_argument("--seeds", default="0,1,2", help="weight seeds")
-    parser.add_argument("--data-seeds", default="0", help="validation split seeds (study trial's --data-seed)")
+    parser.add_argument("--data-seeds", default="0",
+                        help="validation split seeds (study trial's --data-seed); every pair with --seeds trains")
     parser.add_argument("--recipes", default="original,default,default+rhythm,default+ema+rhythm",
                         help=f"of {', '.join(CANDIDATES)}")
     parser.add_argument("--splits", default="intra,inter")
@@ -192,17 +195,19 @@ def main() -> int:
         return 0
     weight_seeds, data_seeds = [int(s) for s in args.seeds.split(",")], [int(s) for s in args.data_seeds.split(",")]
     recipes, splits = args.recipes.split(","), args.splits.split(",")
-    data = {}
     for split in splits:
-        folder = WORK / split
-        if not (folder / "physionet_build.json").is_file():
-            build("mitdb", args.records, folder, split=split, seed=0)
-        inputs = {(bool(CANDIDATES[name].get("rhythm")), CANDIDATES[name].get("oversample", "none"))
-                  for name in recipes}
-        for (rhythm, oversample), data_seed in itertools.product(sorted(inputs), data_seeds):
-            key = split, rhythm, oversample, data_seed
-            data[key] = prepare_task("arrhythmia", folder, seed=data_seed, rhythm=rhythm, oversample=oversample)
+        if not (WORK / split / "physionet_build.json").is_file():
+            build("mitdb", args.records, WORK / split, split=split, seed=0)
+    data = {}
+
+    def prepared(split: str, rhythm: bool, oversample: str, data_seed: int):
+        """A run's data, prepared when a run first needs it (--finished-only: only where one finished)."""
+        key = split, rhythm, oversample, data_seed
+        if key not in data:
+            data[key] = prepare_task("arrhythmia", WORK / split, seed=data_seed, rhythm=rhythm, oversample=oversample)
             print(data[key].summary(), flush=True)
+        return data[key]
+
     runs, started = {}, time.perf_counter()
     # seed by seed, so that a partial benchmark already compares the recipes
     for data_seed, seed, split, recipe in itertools.product(data_seeds, weight_seeds, splits, recipes):
@@ -210,9 +215,9 @@ def main() -> int:
         config = TrialConfig(epochs=args.epochs, seed=seed, data_seed=data_seed, device="cpu",
                              precision=args.precision, **fields)
         folder = WORK / folder_name(split, fields, args.epochs, seed, args.precision, data_seed)
-        split_data = data[split, config.rhythm, config.oversample, data_seed]
         if args.finished_only and finished_final(folder, config)[0] is None:
             continue
+        split_data = prepared(split, config.rhythm, config.oversample, data_seed)
         final = run_trial(config, split_data, folder, log=print)
         runs[(split, recipe, seed, data_seed)] = {**final, "minutes": final["train_seconds"] / 60,
                                                   "val_records": split_data.val_records}

@@ -30,6 +30,7 @@ from study.results import (EXPERIMENT, RUNGS_FILE, STUDY_FILE, CellFailure, Cell
 from study.storage import LocalStorage, Storage, is_uri
 from study.tune import cluster
 
+
 class StudyError(RuntimeError):
     """A study that cannot go on: one sentence for the user."""
 
