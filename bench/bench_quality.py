@@ -81,7 +81,7 @@ def intra_table(runs: dict, recipes: list[str], classes: tuple[str, ...]) -> lis
              + " / ".join(classes) + " | training minutes a run |", "|---|---|---:|---:|---|---:|"]
     for recipe in recipes:
         done = [r for (split, name, *_), r in sorted(runs.items()) if split == "intra" and name == recipe]
-        for _, group in summaries(done) or [("", done)] * bool(done):
+        for _, group in summaries(done) or ([("", done)] if done else []):  # one row a varied seed, else one
             per_class = " / ".join(f"{np.mean([r['test']['per_class'][c]['f1'] for r in group]):.3f}"
                                    for c in classes)
             lines.append(f"| {recipe} | {', '.join(seeds(r) for r in group)} | "
