@@ -66,6 +66,20 @@ def test_a_study_cell_whose_loss_overflows_is_failed_with_the_reason(ray_2cpu, d
     assert failure["cell_id"] == "arrhythmia-cnet-none-scratch"
     assert re.search(DIVERGED, failure["error"]), failure
     assert not (tmp_path / "results" / "nan" / "cells" / "arrhythmia-cnet-none-scratch.json").exists()
+    # Failed at its first error: Tune's retries (max_failures=3, for lost nodes) would only diverge again.
+    [errors] = (tmp_path / "results" / "nan" / "tune").rglob("error.txt")
+    assert errors.read_text().count("Failure # ") == 1, errors.read_text()
+
+
+def test_an_attempt_that_restores_a_diverged_checkpoint_raises_its_error_without_training(tmp_path, monkeypatch):
+    # A driver killed between the "diverged" report and the error restarts the trial from that checkpoint.
+    from study.trial import TrainingDiverged
+    from study.tune import trainable
+
+    (tmp_path / trainable.DIVERGED_FILE).write_text("training diverged: the loss of epoch 3, batch 2 of 9 is NaN")
+    monkeypatch.setattr(trainable, "restore_work_dir", lambda config: tmp_path)
+    with pytest.raises(TrainingDiverged, match=r"^training diverged: the loss of epoch 3, batch 2 of 9 is NaN$"):
+        trainable.study_trainable({"phase": "search", "data": "absent", "trial": {}}, datasets={})
 
 
 # ------------------------------------------------------------------------------------------------- locks

@@ -22,6 +22,7 @@ from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 from study.storage import Storage
 from study.tune.records import failure_of
 from study.tune.cells import METRIC, current_launch, proposal_order
+from study.tune.trainable import DIVERGED
 
 RUNGS_FORMAT, RUNGS_VERSION = "ecg-study-rungs", 2
 TIME_ATTR = "epoch"
@@ -122,6 +123,11 @@ class StudyASHA(FIFOScheduler):
         tune_controller.search_alg.adopt(trial)
 
     def on_trial_result(self, tune_controller, trial: Trial, result: dict) -> str:
+        if result.get(DIVERGED):
+            # The trainable raises next, and a retry would diverge again: Tune's check (Trial.should_recover,
+            # failures <= max_failures) then fails the trial at its first error. Retries of other errors keep theirs.
+            trial.max_failures = 0
+            return TrialScheduler.CONTINUE
         epoch, value = result.get(TIME_ATTR), result.get(METRIC)
         if epoch not in self.milestones(trial) or value is None:
             return TrialScheduler.CONTINUE

@@ -7,6 +7,13 @@ A trial's ``config`` (study/tune/searcher.py) is ``{"cell", "phase", "data", "tr
 A trainable for the study, the real one or a stand-in, reports each epoch through ``Reporter``: a flat row with
 ``epoch``, ``val_metric`` (the selection metric), ``best_val_metric`` and ``train_loss``, and a checkpoint of its
 folder. A seed run ends with a report whose checkpoint holds final.json, best.pt and metrics.csv.
+
+A trial whose loss diverges fails for good at once. Tune retries a failed trial (``FailureConfig(max_failures=3)``,
+for a lost node or a full disk), and a retry of a diverged trial would restore the same checkpoint and diverge
+again, an epoch and a worker start each time. So the trainable reports ``{"diverged": 1}`` with a checkpoint that
+holds diverged.txt (the error) before it raises: the scheduler then lets the trial fail without retries
+(study/tune/scheduler.py), and any attempt that restores that checkpoint anyway (a driver killed in between)
+raises the same error without training.
 """
 
 import json
@@ -18,7 +25,9 @@ from pathlib import Path
 from study.config import BEST_FILE, EPOCHS_FILE, FINAL_FILE, LAST_FILE, TrialConfig
 
 ATTEMPTS_FILE = "attempts.json"  # where and when each attempt ran; travels in every checkpoint
-SEARCH_FILES = (LAST_FILE, BEST_FILE, EPOCHS_FILE, ATTEMPTS_FILE)
+DIVERGED_FILE = "diverged.txt"  # the error of a trial whose loss diverged (see the module's docstring)
+DIVERGED = "diverged"  # the key of the report that says so
+SEARCH_FILES = (LAST_FILE, BEST_FILE, EPOCHS_FILE, ATTEMPTS_FILE, DIVERGED_FILE)
 FINAL_FILES = (*SEARCH_FILES, FINAL_FILE)
 
 
@@ -79,14 +88,20 @@ def study_trainable(config: dict, datasets: dict) -> None:
     chosen configuration (its best epoch evaluated on test once; its files travel in the last checkpoint)."""
     import ray
 
-    from study.trial import run_trial  # torch: imported where a trial trains, not where a stand-in reports
+    from study.trial import TrainingDiverged, run_trial  # torch: imported where a trial trains, not in a stand-in
 
     work = restore_work_dir(config)
+    if (work / DIVERGED_FILE).exists():
+        raise TrainingDiverged((work / DIVERGED_FILE).read_text())
     data = ray.get(datasets[config["data"]])
     trial = TrialConfig.from_dict(config["trial"])
-    if config["phase"] == "search":
-        run_trial(trial, data, work, report=Reporter(work, SEARCH_FILES), evaluate_test=False)
-        return
-    report = Reporter(work, FINAL_FILES)
-    final = run_trial(trial, data, work, report=report, evaluate_test=True)
-    report({"final": 1, "epochs_run": final["epochs_run"]})  # the checkpoint that carries final.json
+    search = config["phase"] == "search"
+    report = Reporter(work, SEARCH_FILES if search else FINAL_FILES)
+    try:
+        final = run_trial(trial, data, work, report=report, evaluate_test=not search)
+    except TrainingDiverged as error:
+        (work / DIVERGED_FILE).write_text(str(error))
+        report({DIVERGED: 1})
+        raise
+    if not search:
+        report({"final": 1, "epochs_run": final["epochs_run"]})  # the checkpoint that carries final.json
