@@ -100,8 +100,11 @@ def study_trainable(config: dict, datasets: dict) -> None:
     try:
         final = run_trial(trial, data, work, report=report, evaluate_test=not search)
     except TrainingDiverged as error:
-        (work / DIVERGED_FILE).write_text(str(error))
-        report({DIVERGED: 1})
+        try:  # spares the retries; where it cannot (a full disk), the trial still ends with its own error
+            (work / DIVERGED_FILE).write_text(str(error))
+            report({DIVERGED: 1})
+        except Exception:
+            pass
         raise
     if not search:
         report({"final": 1, "epochs_run": final["epochs_run"]})  # the checkpoint that carries final.json
