@@ -31,7 +31,8 @@ import numpy as np
 from bench._results import write_section
 from data import prepare_task
 from data.physionet import build
-from study.config import RECIPES, TrialConfig, describe_recipe
+from data.splits import read_split_info
+from study.config import RECIPES, SPLITS_FILE, TrialConfig, describe_recipe
 from study.metrics import AAMI_REPORTED, inter_patient_figures
 from study.trial import run_trial
 from study.trial_folder import finished_final
@@ -146,16 +147,21 @@ def other_runs(runs: dict) -> list[str]:
                                 config.data_seed) == final_path.parent.name]
         oversample = f" + {config.oversample}" * (config.oversample != "none")
         described = config.recipe + " + rhythm" * config.rhythm + oversample
-        recipe = f"{named[0]} (`--recipes {named[0]}`)" if named else described
+        recipe = described
+        if named:
+            precision = f" --precision {config.precision}" * (config.precision != "fp32")
+            recipe = f"{named[0]} (`--recipes {named[0]}{precision}`)"
         nsvf = f"{inter_patient_figures(final['test'])['macro_f1_nsvf']:.4f}" if split == "inter" else ""
-        lines.append(f"| {final_path.parent.name} | {recipe} | {autocast} | {seeds(final)} | {final['best_epoch']} | "
-                     f"{final['val']['macro_f1']:.4f} | {final['test']['macro_f1']:.4f} | {nsvf} |")
+        val_records = " ".join(read_split_info(final_path.parent / SPLITS_FILE)["val_records"])
+        lines.append(f"| {final_path.parent.name} | {recipe} | {autocast} | {seeds(final)} | {val_records} | "
+                     f"{final['best_epoch']} | {final['val']['macro_f1']:.4f} | {final['test']['macro_f1']:.4f} | "
+                     f"{nsvf} |")
     if not lines:
         return []
     return ["", "### other runs found in bench/_work/quality/", "",
-            "| run | recipe | autocast | seed (weights/data) | best epoch | val macro F1 | test macro F1 "
-            "| test macro F1 N,S,V,F (inter) |",
-            "|---|---|---|---|---:|---:|---:|---:|", *lines]
+            "| run | recipe | autocast | seed (weights/data) | val records (inter) | best epoch | val macro F1 "
+            "| test macro F1 | test macro F1 N,S,V,F (inter) |",
+            "|---|---|---|---|---|---:|---:|---:|---:|", *lines]
 
 
 def write(runs: dict, recipes: list[str], args: argparse.Namespace, classes: tuple[str, ...], seconds: float) -> None:

@@ -196,6 +196,12 @@ def save_split_indices(data: TaskData, path) -> Path:
     return write_text(path, json.dumps({**info, **{k: v.tolist() for k, v in splits.items()}}) + "\n")
 
 
+def read_split_info(path) -> dict:
+    """What save_split_indices wrote beside the rows of an .npz file: task, seed, val_records and the rest."""
+    with np.load(path) as saved:
+        return json.loads(str(saved["info"]))
+
+
 def built_split(input_dir: Path) -> str | None:
     """The split of a mitdb folder data.physionet built ("intra" or "inter"); None for any other folder."""
     try:

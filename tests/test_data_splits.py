@@ -7,6 +7,7 @@ import pytest
 from sklearn.model_selection import train_test_split
 
 from data import DataError, TaskData, has_task_files, load_beats, prepare_task, save_split_indices, write_demo
+from data.splits import read_split_info
 from data.constants import (ARRHYTHMIA_CLASSES, BEAT_LEN, MI_CLASSES, MITBIH_TEST, MITBIH_TRAIN, PTB_ABNORMAL,
                             PTB_NORMAL)
 
@@ -99,9 +100,12 @@ def test_save_split_indices(demo, tmp_path):
     assert saved["fingerprint"] == data.fingerprint and saved["task"] == "mi"
     for name in ("train", "val", "test"):
         assert saved[name] == getattr(data, name).index.tolist()
-    with np.load(save_split_indices(data, tmp_path / "splits.npz")) as npz:
+    npz_path = save_split_indices(data, tmp_path / "splits.npz")
+    with np.load(npz_path) as npz:
         np.testing.assert_array_equal(npz["test"], data.test.index)
-        assert json.loads(str(npz["info"]))["fingerprint"] == data.fingerprint
+    info = read_split_info(npz_path)
+    assert info["fingerprint"] == data.fingerprint and info["val_records"] == []
+    assert info == {name: value for name, value in saved.items() if name not in ("train", "val", "test")}
 
 
 def test_has_task_files(demo, tmp_path):
