@@ -152,7 +152,7 @@ def other_runs(runs: dict) -> list[str]:
             precision = f" --precision {config.precision}" * (config.precision != "fp32")
             recipe = f"{named[0]} (`--recipes {named[0]}{precision}`)"
         nsvf = f"{inter_patient_figures(final['test'])['macro_f1_nsvf']:.4f}" if split == "inter" else ""
-        val_records = " ".join(read_split_info(final_path.parent / SPLITS_FILE)["val_records"])
+        val_records = " ".join(read_split_info(final_path.parent / SPLITS_FILE).get("val_records", []))
         lines.append(f"| {final_path.parent.name} | {recipe} | {autocast} | {seeds(final)} | {val_records} | "
                      f"{final['best_epoch']} | {final['val']['macro_f1']:.4f} | {final['test']['macro_f1']:.4f} | "
                      f"{nsvf} |")

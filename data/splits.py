@@ -197,7 +197,10 @@ def save_split_indices(data: TaskData, path) -> Path:
 
 
 def read_split_info(path) -> dict:
-    """What save_split_indices wrote beside the rows of an .npz file: task, seed, val_records and the rest."""
+    """What save_split_indices wrote beside the rows (task, seed, val_records and the rest), from either format."""
+    if Path(path).suffix != ".npz":
+        return {name: value for name, value in json.loads(Path(path).read_text()).items()
+                if name not in ("train", "val", "test")}
     with np.load(path) as saved:
         return json.loads(str(saved["info"]))
 

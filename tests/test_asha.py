@@ -128,6 +128,17 @@ def test_a_trial_waits_at_a_rung_until_the_earlier_trials_are_known(tmp_path):
     assert scheduler.choose_trial_to_run(controller) is fourth
 
 
+def test_a_trial_that_reports_its_loss_diverged_is_denied_its_retries_and_no_other_is(tmp_path):
+    fine, diverged = FakeTrial(1, "a"), FakeTrial(2, "b")
+    diverged.max_failures = fine.max_failures = 3  # FailureConfig(max_failures=3), as study/tune/restore.py sets
+    scheduler = new_scheduler(tmp_path / "rungs.json")
+    controller = FakeController([diverged, fine], scheduler)
+    assert report(scheduler, controller, fine, 1, 0.5) == TrialScheduler.CONTINUE
+    # The trainable's last report before it raises TrainingDiverged: no epoch, no metric.
+    assert scheduler.on_trial_result(controller, diverged, {"diverged": 1}) == TrialScheduler.CONTINUE
+    assert (diverged.max_failures, fine.max_failures) == (0, 3)
+
+
 def test_a_rung_compares_a_cells_search_trials_only_and_never_stops_a_seed_run(tmp_path):
     # Proposed a, b, c, d across the experiment; b belongs to another cell, d is a seed run of a's cell.
     a, b = FakeTrial(1, "a"), FakeTrial(2, "b", cell="mi-cnet-none-scratch")

@@ -105,7 +105,8 @@ def test_save_split_indices(demo, tmp_path):
         np.testing.assert_array_equal(npz["test"], data.test.index)
     info = read_split_info(npz_path)
     assert info["fingerprint"] == data.fingerprint and info["val_records"] == []
-    assert info == {name: value for name, value in saved.items() if name not in ("train", "val", "test")}
+    assert info == read_split_info(tmp_path / "splits.json") == {
+        name: value for name, value in saved.items() if name not in ("train", "val", "test")}
 
 
 def test_has_task_files(demo, tmp_path):

@@ -154,6 +154,30 @@ def test_a_failed_seed_run_fails_its_cell_and_a_relaunch_proposes_that_seed_agai
     assert again.recorder.written == [MI]
 
 
+@pytest.mark.parametrize("diverged", [False, True])
+def test_a_resumed_seed_run_that_fails_starts_again_once_unless_its_loss_diverged(diverged):
+    # A failed seed run an earlier launch began may have lost its checkpoint: trained again from its first epoch,
+    # once. One whose loss diverged would only diverge again: its cell fails.
+    straight = Run([spec(MI, samples=1, seeds=(0,))], max_concurrent=10)
+    straight.end(straight.propose())
+    straight.propose()
+    restored_trials = [SimpleNamespace(**vars(t)) for t in straight.trials]
+    restored_trials[1].status = Trial.PENDING  # in flight when the driver stopped
+    run = Run([spec(MI, samples=1, seeds=(0,))], trials=restored_trials, max_concurrent=10)
+    assert run.propose() is None  # the seed run goes on from its checkpoint
+    resumed = run.trials[1]
+    resumed.status, resumed.last_result = Trial.ERROR, {"diverged": 1} if diverged else {}
+    run.searcher.finish(resumed, resumed.last_result, "training diverged" if diverged else "boom", run.trials)
+    if diverged:
+        assert run.searcher.failures() == [(MI, "the seed 0 run failed: training diverged", None)]
+        assert run.lines[-2:] == [f"{MI}: the seed 0 run failed (trial t2, not retried): training diverged",
+                                  f"{MI}: failed: the seed 0 run failed: training diverged"]
+    else:
+        again = run.propose()
+        assert again.config["phase"] == "final" and again.config["trial"]["seed"] == 0
+        assert run.lines[-1] == f"{MI}: the seed 0 run starts again from its first epoch"
+
+
 def test_a_restored_search_proposes_what_the_uninterrupted_one_does():
     straight = Run([spec(ARRHYTHMIA, samples=6)], max_concurrent=2)
     trials = [straight.propose(), straight.propose()]

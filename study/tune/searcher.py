@@ -25,6 +25,8 @@ from ray.tune.search import SearchGenerator, Searcher
 
 from study.metrics import SELECTION_NAME
 from study.tune.cells import METRIC, CellProgress, Launch, OptunaCell, current_launch, proposal_number, proposal_order
+from study.tune.trainable import DIVERGED
+
 
 class StudySearch(Searcher):
     """The study's searcher (see the module's docstring), serving the launch attached."""
@@ -205,16 +207,18 @@ class StudySearch(Searcher):
         cell_id, phase = self._trials[trial.trial_id]
         progress = self.cells[cell_id]
         progress.ended.add(trial.trial_id)
+        diverged = bool((trial.last_result or {}).get(DIVERGED))  # failed at once: a retry would diverge again
         if error is not None:
             progress.errors[trial.trial_id] = error
             what = "a search trial" if phase == "search" else f"the seed {trial.config['trial']['seed']} run"
-            self.launch.notify(cell_id, f"{what} failed (trial {trial.trial_id}, after its retries): {error}")
+            how = "not retried" if diverged else "after its retries"
+            self.launch.notify(cell_id, f"{what} failed (trial {trial.trial_id}, {how}): {error}")
         if phase == "search":
             progress.optuna.tell(trial.trial_id, (result or {}).get(METRIC), error is not None)
             self._after_search_trial(progress, trials)
         else:
             seed = int(trial.config["trial"]["seed"])
-            if error is not None and trial.trial_id in progress.resumed:
+            if error is not None and trial.trial_id in progress.resumed and not diverged:
                 # It could not go on from what the earlier launch left (a checkpoint that never reached the results
                 # folder, say): the seed is trained again from the start, once.
                 progress.resumed.discard(trial.trial_id)
@@ -314,7 +318,10 @@ class StudySearch(Searcher):
             for t in mine:
                 if t.trial_id not in self._trials:
                     continue
-                self._state["epochs"][t.trial_id] = int((t.last_result or {}).get("epoch") or 0)
+                last = t.last_result or {}
+                # A diverged trial's last result is its "diverged" row, without an epoch: the most it reported.
+                epoch = t.metric_analysis.get("epoch", {}).get("max") if last.get(DIVERGED) else last.get("epoch")
+                self._state["epochs"][t.trial_id] = int(epoch or 0)
                 if t.status in (Trial.TERMINATED, Trial.ERROR):
                     progress.ended.add(t.trial_id)
                     if self._trials[t.trial_id][1] == "search":

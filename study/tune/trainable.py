@@ -102,7 +102,7 @@ def study_trainable(config: dict, datasets: dict) -> None:
     except TrainingDiverged as error:
         try:  # spares the retries; where it cannot (a full disk), the trial still ends with its own error
             (work / DIVERGED_FILE).write_text(str(error))
-            report({DIVERGED: 1})
+            report({DIVERGED: 1})  # no val_metric: fine while TuneConfig names no metric (it does not)
         except Exception:
             pass
         raise
