@@ -181,13 +181,16 @@ def _where(pool: str, index: int, files: dict) -> str:
     return f"{PTB_ABNORMAL} row {index + 1}" if index < abnormal else f"{PTB_NORMAL} row {index - abnormal + 1}"
 
 
+SPLIT_NAMES = ("train", "val", "test")  # the row arrays of a split-indices file, beside its info
+
+
 def save_split_indices(data: TaskData, path) -> Path:
     """Write the source rows of every split (JSON, or .npz by suffix) so a result traces to its exact split."""
     info = {"format": "ecg-split-indices", "version": 1, "task": data.task, "fingerprint": data.fingerprint,
             "source": data.source, "seed": data.seed, "val_fraction": data.val_fraction,
             "oversample": data.oversample, "pools": data.pools, "val_records": list(data.val_records),
             "note": "0-based rows of each split's pool; -1 marks a synthetic oversampled beat"}
-    splits = {"train": data.train.index, "val": data.val.index, "test": data.test.index}
+    splits = {name: getattr(data, name).index for name in SPLIT_NAMES}
     if Path(path).suffix == ".npz":
         def write(tmp: Path) -> None:
             with open(tmp, "wb") as f:
@@ -199,8 +202,7 @@ def save_split_indices(data: TaskData, path) -> Path:
 def read_split_info(path) -> dict:
     """What save_split_indices wrote beside the rows (task, seed, val_records and the rest), from either format."""
     if Path(path).suffix != ".npz":
-        return {name: value for name, value in json.loads(Path(path).read_text()).items()
-                if name not in ("train", "val", "test")}
+        return {name: value for name, value in json.loads(Path(path).read_text()).items() if name not in SPLIT_NAMES}
     with np.load(path) as saved:
         return json.loads(str(saved["info"]))
 
